@@ -1,0 +1,40 @@
+# -*- coding: utf-8 -*-
+# Copyright: netpolicy.routing contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    """Options and attributes shared by every module of netpolicy.routing."""
+
+    DOCUMENTATION = r'''
+options:
+  netns:
+    description:
+      - Name of a network namespace of the managed host (as listed by C(ip netns list)) to act in.
+      - Files under C(/etc) are read and written in C(/etc/netns/NAME/) where that exists, as
+        C(ip netns exec NAME) would see them.
+      - The namespace must exist; the module never creates one.
+    type: str
+requirements:
+  - pyroute2 >= 0.7.2 (Debian 12 C(python3-pyroute2)) on the managed host
+attributes:
+  check_mode:
+    support: full
+    details: Check mode plans the change exactly as a real run would and reports it in RV(commands).
+  diff_mode:
+    support: full
+    details: The diff shows the owned state before and after the change, one object a line.
+  platform:
+    platforms: posix
+    support: full
+    details: Linux only.
+notes:
+  - The module reads and changes kernel state through netlink; it never parses C(ip) output.
+  - Bad input fails before anything is changed, with a message naming the option.
+  - A failure while applying puts back what was already changed, and says so.
+'''

@@ -1,0 +1,37 @@
+# -*- coding: utf-8 -*-
+# Copyright: netpolicy.routing contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Private to this collection: what every module does around its one call."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.netpolicy.routing.plugins.module_utils._engine import EngineError, InputError
+from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
+
+NETNS_SPEC = dict(netns=dict(type='str'))
+
+
+def require_pyroute2(module):
+    if not _netlink.HAS_PYROUTE2:
+        module.fail_json(msg=missing_required_lib('pyroute2 (Debian: python3-pyroute2)'),
+                         exception=_netlink.PYROUTE2_IMPORT_ERROR)
+
+
+def run(module, change):
+    """Call ``change(params, check_mode, diff)`` and turn its outcome into the module result.
+
+    ``change`` returns the result dict (see _engine.execute); InputError and
+    EngineError become a clean failure that names the field or the command.
+    """
+    try:
+        result = change(module.params, module.check_mode, module._diff)
+    except InputError as exc:
+        module.fail_json(msg=str(exc), field=exc.field, changed=False)
+    except EngineError as exc:
+        module.fail_json(msg=str(exc), commands=exc.commands, failed_command=exc.failed_command, changed=False)
+    module.exit_json(**result)

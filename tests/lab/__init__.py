@@ -1,0 +1,1 @@
+"""The namespace lab: declarative topologies of routers, ISPs, clients and servers."""

@@ -1,0 +1,1 @@
+"""pytest fixtures of the namespace lab (filled in by the lab)."""
