@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.lab.names import RUN_PREFIX, netns_name
+from tests.lab.names import netns_name
 
 pytest_plugins = ['tests.lab.pytest_plugin']
 
@@ -34,8 +34,13 @@ class Namespace:
         return subprocess.run(['ip', '-n', self.name] + list(argv), capture_output=True, text=True, check=check)
 
     def add_dummy(self, ifname, *addresses):
-        """A dummy interface, up, with the given addresses (CIDR)."""
-        self.ip('link', 'add', ifname, 'type', 'dummy')
+        """An interface that is up with carrier, with the given addresses (CIDR).
+
+        A veth pair inside the namespace (peer ``<ifname>p``): some kernels are built
+        without the dummy driver, veth is always there.
+        """
+        self.ip('link', 'add', ifname, 'type', 'veth', 'peer', 'name', ifname[:14] + 'p')
+        self.ip('link', 'set', ifname[:14] + 'p', 'up')
         for address in addresses:
             self.ip('addr', 'add', address, 'dev', ifname)
         self.ip('link', 'set', ifname, 'up')
