@@ -24,12 +24,15 @@ requirements:
   - pyroute2 >= 0.7.2 (Debian 12 C(python3-pyroute2)) on the managed host
 attributes:
   check_mode:
+    description: Can run in check mode and return the changed status it predicts without changing the target.
     support: full
     details: Check mode plans the change exactly as a real run would and reports it in RV(commands).
   diff_mode:
+    description: Returns details on what has changed (or would change in check mode) in diff mode.
     support: full
     details: The diff shows the owned state before and after the change, one object a line.
   platform:
+    description: Target operating systems this module runs on.
     platforms: posix
     support: full
     details: Linux only.

@@ -55,7 +55,7 @@ def run_module(name, args, check=False, diff=False, python=None, env=None):
         run_env.update(env)
     try:
         proc = subprocess.run([python or module_python(), os.path.join(MODULES, name + '.py'), args_file],
-                              capture_output=True, text=True, env=run_env, timeout=300)
+                              capture_output=True, text=True, env=run_env, timeout=300, check=False)
     finally:
         os.unlink(args_file)
     try:
