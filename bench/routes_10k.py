@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Bench: 10,000 routes in one task, netpolicy.routing.route_table against `ip -batch`.
+
+Builds its own network namespace (named with the test lab's prefix, removed at
+the end even on failure), then runs one ansible-playbook that, for each round,
+times four tasks on the same table:
+
+  route_table converge   the module puts 10,000 routes into an empty table
+  route_table no-op      the same task again (nothing to do)
+  ip -batch converge     `command: ip -batch FILE` with the same 10,000 routes
+  ip -batch rerun        the same task again (`route replace` lines, so it succeeds)
+
+and prints the median of each and the ratios module / ip -batch.
+
+    cd /work/main && .venv/bin/python bench/routes_10k.py [--routes 10000] [--rounds 5]
+
+Run as root on Linux. Not a test: numbers depend on the machine and its load.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from tests.helpers.modules import run_module  # noqa: E402
+from tests.lab.names import netns_name  # noqa: E402
+
+TABLE = 100
+GATEWAY = '198.51.100.1'
+
+
+def route_dests(count):
+    """``count`` distinct /24 prefixes out of 100.64.0.0/10 (lab space)."""
+    if count > 64 * 256:
+        raise SystemExit('at most %d routes' % (64 * 256))
+    return ['100.%d.%d.0/24' % (64 + i // 256, i % 256) for i in range(count)]
+
+
+def ip(netns, *argv):
+    subprocess.run(['ip', '-n', netns] + list(argv), check=True)
+
+
+def build_lab(netns):
+    subprocess.run(['ip', 'netns', 'add', netns], check=True)
+    ip(netns, 'link', 'set', 'lo', 'up')
+    ip(netns, 'link', 'add', 'wan1', 'type', 'veth', 'peer', 'name', 'wan1p')
+    ip(netns, 'addr', 'add', '198.51.100.2/24', 'dev', 'wan1')
+    ip(netns, 'link', 'set', 'wan1', 'up')
+    ip(netns, 'link', 'set', 'wan1p', 'up')
+
+
+def write_inputs(workdir, netns, dests, rounds):
+    routes_file = os.path.join(workdir, 'routes.json')
+    with open(routes_file, 'w') as handle:
+        json.dump({'bench_routes': [{'dest': dest, 'gateway': GATEWAY, 'dev': 'wan1'} for dest in dests]}, handle)
+    batch_file = os.path.join(workdir, 'routes.batch')
+    with open(batch_file, 'w') as handle:
+        for dest in dests:
+            handle.write('route replace %s via %s dev wan1 table %d\n' % (dest, GATEWAY, TABLE))
+    # An empty table does not exist for the kernel, so its flush fails: that is fine.
+    flush = {'name': 'flush', 'command': 'ip -n %s route flush table %d' % (netns, TABLE), 'failed_when': False}
+    module = {'netpolicy.routing.route_table': {'netns': netns, 'table': TABLE, 'routes': '{{ bench_routes }}'}}
+    batch = {'command': 'ip -n %s -batch %s' % (netns, batch_file)}
+    tasks = []
+    for _ in range(rounds):
+        # Alternate which side goes first, so a warm or busy moment favours neither.
+        pairs = [('route_table', module), ('ip -batch', batch)]
+        if len(tasks) % 2:
+            pairs.reverse()
+        for label, action in pairs:
+            tasks.append(flush)
+            tasks.append(dict(action, name='%s converge' % label))
+            tasks.append(dict(action, name='%s rerun' % label))
+    playbook = [{'hosts': 'localhost', 'connection': 'local', 'gather_facts': False,
+                 'vars_files': [routes_file],
+                 'vars': {'ansible_python_interpreter': os.path.join(REPO, '.venv', 'bin', 'python')},
+                 'tasks': tasks}]
+    playbook_file = os.path.join(workdir, 'bench.yml')
+    with open(playbook_file, 'w') as handle:
+        json.dump(playbook, handle, indent=1)  # JSON is YAML
+    return playbook_file
+
+
+def run_playbook(playbook_file):
+    env = dict(os.environ)
+    env.update({
+        'ANSIBLE_COLLECTIONS_PATH': os.path.join(REPO, '.cache', 'collections'),
+        'ANSIBLE_CALLBACK_PLUGINS': os.path.join(REPO, 'bench', 'callback_plugins'),
+        'ANSIBLE_CALLBACKS_ENABLED': 'bench_timer',
+        'ANSIBLE_STDOUT_CALLBACK': 'ansible.builtin.default',
+        'ANSIBLE_LOCALHOST_WARNING': 'false',
+        'ANSIBLE_INVENTORY_UNPARSED_WARNING': 'false',
+    })
+    proc = subprocess.run([os.path.join(REPO, '.venv', 'bin', 'ansible-playbook'), '-i', 'localhost,', playbook_file],
+                          capture_output=True, text=True, env=env)
+    for line in proc.stdout.splitlines():
+        if line.startswith('BENCH_TIMES '):
+            times = json.loads(line[len('BENCH_TIMES '):])
+            break
+    else:
+        raise SystemExit('ansible-playbook printed no timings (rc %d)\n%s\n%s'
+                         % (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:]))
+    failed = [entry for entry in times if not entry['ok'] and entry['task'] != 'flush']
+    if failed or proc.returncode:
+        raise SystemExit('a task failed: %s\n%s' % (failed, proc.stdout[-3000:]))
+    return times
+
+
+def run_direct(netns, dests, rounds):
+    """The same work without Ansible around it: the module process alone, and `ip -batch` alone."""
+    routes = [{'dest': dest, 'gateway': GATEWAY, 'dev': 'wan1'} for dest in dests]
+    args = {'netns': netns, 'table': str(TABLE), 'routes': routes}
+    with tempfile.NamedTemporaryFile('w', suffix='.batch') as batch:
+        batch.write(''.join('route replace %s via %s dev wan1 table %d\n' % (dest, GATEWAY, TABLE) for dest in dests))
+        batch.flush()
+        times = {}
+        for _ in range(rounds):
+            for label, run in (('route_table', lambda: run_module('route_table', args)),
+                               ('ip -batch', lambda: subprocess.run(['ip', '-n', netns, '-batch', batch.name], check=True))):
+                subprocess.run(['ip', '-n', netns, 'route', 'flush', 'table', str(TABLE)], capture_output=True)
+                for step in ('converge', 'rerun'):
+                    started = time.monotonic()
+                    result = run()
+                    times.setdefault('%s %s' % (label, step), []).append(time.monotonic() - started)
+                    if isinstance(result, dict) and result.get('failed'):
+                        raise SystemExit('route_table failed: %s' % result.get('msg'))
+    return dict((name, statistics.median(values)) for name, values in times.items())
+
+
+def report(title, median):
+    print(title)
+    for name in ('route_table converge', 'ip -batch converge', 'route_table rerun', 'ip -batch rerun'):
+        print('  %-22s %6.3f s' % (name, median[name]))
+    print('  ratio converge (route_table / ip -batch): %.2fx  (target <= 1.5x)'
+          % (median['route_table converge'] / median['ip -batch converge']))
+    print('  ratio no-op rerun (route_table / ip -batch): %.2fx  (target <= 1.0x)'
+          % (median['route_table rerun'] / median['ip -batch rerun']))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--routes', type=int, default=10000)
+    parser.add_argument('--rounds', type=int, default=5)
+    args = parser.parse_args()
+
+    netns = netns_name('bench')
+    dests = route_dests(args.routes)
+    build_lab(netns)
+    try:
+        with tempfile.TemporaryDirectory(prefix='npr-bench-') as workdir:
+            times = run_playbook(write_inputs(workdir, netns, dests, args.rounds))
+        direct = run_direct(netns, dests, args.rounds)
+    finally:
+        subprocess.run(['ip', 'netns', 'del', netns], check=False)
+
+    by_task = {}
+    for entry in times:
+        by_task.setdefault(entry['task'], []).append(entry)
+    for name in ('route_table converge', 'ip -batch converge'):
+        if not all(entry['changed'] for entry in by_task[name]):
+            raise SystemExit('%s did not report a change' % name)
+    if any(entry['changed'] for entry in by_task['route_table rerun']):
+        raise SystemExit('route_table rerun reported a change')
+    median = dict((name, statistics.median(entry['seconds'] for entry in entries))
+                  for name, entries in by_task.items() if name != 'flush')
+    print('%d routes, %d rounds, medians' % (args.routes, args.rounds))
+    report('Ansible task wall time (ansible-playbook, connection local):', median)
+    report('Process time alone (module process with its JSON args vs ip -batch):', direct)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,622 @@
+# -*- coding: utf-8 -*-
+# Copyright: netpolicy.routing contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Private to this collection: the routes of routing tables (module route_table).
+
+A route is a plain dict with every attribute the kernel keeps filled in
+(kernel defaults included), so routes read from the kernel and routes asked
+for compare with ``==``:
+
+    family   'ipv4' | 'ipv6'
+    table    table id
+    dest     'default' or a canonical CIDR
+    tos      0 (not an option; part of the kernel's identity of a route)
+    metric   kernel default filled in: 0 (IPv4), 1024 (IPv6)
+    type     unicast | blackhole | unreachable | prohibit | throw
+    gateway, dev, src    text or None
+    scope    global | site | link | host (IPv6: always global)
+    proto    a name of /etc/iproute2/rt_protos or a number; default boot, as iproute2
+    onlink   bool
+    nexthops None, or a sorted tuple of (gateway, dev, weight) for a multipath route
+
+Identity (``key``) is the kernel's: family, table, dest, tos, metric.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ipaddress
+import socket
+import struct
+
+from ansible_collections.netpolicy.routing.plugins.module_utils._engine import (
+    ADD, DELETE, ApplyError, InputError, Kind, build_plan, execute, merge_plans)
+from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
+from ansible_collections.netpolicy.routing.plugins.module_utils._module import NETNS_SPEC
+from ansible_collections.netpolicy.routing.plugins.module_utils._rt_tables import resolve_table, table_names
+
+FAMILIES = ('ipv4', 'ipv6')
+AF = {'ipv4': socket.AF_INET, 'ipv6': socket.AF_INET6}
+FAMILY_OF_AF = {socket.AF_INET: 'ipv4', socket.AF_INET6: 'ipv6'}
+DEFAULT_METRIC = {'ipv4': 0, 'ipv6': 1024}
+
+TYPES = {'unicast': 1, 'blackhole': 6, 'unreachable': 7, 'prohibit': 8, 'throw': 9}
+TYPE_NAMES = dict((number, name) for name, number in TYPES.items())
+SCOPES = {'global': 0, 'site': 200, 'link': 253, 'host': 254}
+SCOPE_NAMES = dict((number, name) for name, number in SCOPES.items())
+RT_SCOPE_NOWHERE = 255
+# iproute2's rt_protos names (the numbers are fixed by the kernel and iproute2).
+PROTOS = {'redirect': 1, 'kernel': 2, 'boot': 3, 'static': 4, 'gated': 8, 'ra': 9, 'mrt': 10,
+          'zebra': 11, 'bird': 12, 'dnrouted': 13, 'xorp': 14, 'ntk': 15, 'dhcp': 16,
+          'keepalived': 18, 'babel': 42, 'openr': 99, 'bgp': 186, 'isis': 187, 'ospf': 188,
+          'rip': 189, 'eigrp': 192}
+PROTO_NAMES = dict((number, name) for name, number in PROTOS.items())
+DEFAULT_PROTO = 'boot'
+RTNH_F_ONLINK = 4
+# The kernel's own table of local and broadcast addresses: never managed here.
+LOCAL_TABLE = 255
+MAX_METRIC = 4294967295
+
+NEXTHOP_OPTIONS = dict(
+    gateway=dict(type='str', required=True),
+    dev=dict(type='str'),
+    weight=dict(type='int', default=1),
+)
+ROUTE_OPTIONS = dict(
+    dest=dict(type='str', required=True),
+    gateway=dict(type='str'),
+    dev=dict(type='str'),
+    src=dict(type='str'),
+    metric=dict(type='int'),
+    type=dict(type='str', default='unicast', choices=sorted(TYPES)),
+    scope=dict(type='str', choices=sorted(SCOPES)),
+    onlink=dict(type='bool', default=False),
+    proto=dict(type='str', default=DEFAULT_PROTO),
+    family=dict(type='str', choices=list(FAMILIES)),
+    nexthops=dict(type='list', elements='dict', options=NEXTHOP_OPTIONS),
+)
+TABLE_OPTIONS = dict(
+    table=dict(type='str', required=True),
+    routes=dict(type='list', elements='dict', default=[], options=ROUTE_OPTIONS),
+    state=dict(type='str', choices=['present', 'absent']),
+    purge=dict(type='bool', default=False),
+    copy_from=dict(type='str'),
+    copy_exclude=dict(type='list', elements='str', default=[]),
+    family=dict(type='str', choices=list(FAMILIES)),
+)
+ROUTE_TABLE_SPEC = dict(
+    table=dict(type='str'),
+    routes=dict(type='list', elements='dict', options=ROUTE_OPTIONS),
+    state=dict(type='str', default='present', choices=['present', 'absent']),
+    purge=dict(type='bool'),
+    copy_from=dict(type='str'),
+    copy_exclude=dict(type='list', elements='str'),
+    family=dict(type='str', choices=list(FAMILIES)),
+    tables=dict(type='list', elements='dict', options=TABLE_OPTIONS),
+)
+ROUTE_TABLE_SPEC.update(NETNS_SPEC)
+ROUTE_TABLE_MODULE_ARGS = dict(
+    argument_spec=ROUTE_TABLE_SPEC,
+    mutually_exclusive=[('tables', name) for name in ('table', 'routes', 'purge', 'copy_from', 'copy_exclude')],
+    required_one_of=[('table', 'tables')],
+    required_by={'copy_exclude': 'copy_from'},
+    supports_check_mode=True,
+)
+
+
+# ---------------------------------------------------------------- input
+
+class _Addresses:
+    """Parses addresses and prefixes, remembering the ones seen (10,000 routes share few gateways)."""
+
+    def __init__(self):
+        self.seen = {}
+
+    def address(self, text, field):
+        found = self.seen.get(('a', text))
+        if found is None:
+            try:
+                value = ipaddress.ip_address(str(text).strip())
+            except ValueError:
+                raise InputError(field, 'not an IP address: %r' % (text,))
+            found = self.seen[('a', text)] = ('ipv%d' % value.version, str(value))
+        return found
+
+    def prefix(self, text, field):
+        """(family or None for a bare 'default', canonical dest)."""
+        found = self.seen.get(('p', text))
+        if found is None:
+            value = str(text).strip()
+            if value == 'default':
+                return None, 'default'
+            found = _ipv4_prefix(value)
+            if found is not None:
+                self.seen[('p', text)] = found
+                return found
+            try:
+                network = ipaddress.ip_network(value, strict=True)
+            except ValueError as exc:
+                if 'host bits set' in str(exc):
+                    raise InputError(field, 'prefix %r has host bits set (did you mean %s?)'
+                                     % (text, ipaddress.ip_network(value, strict=False)))
+                raise InputError(field, 'not an IP address or prefix: %r' % (text,))
+            family = 'ipv%d' % network.version
+            found = (family, 'default' if network.prefixlen == 0 else str(network))
+            self.seen[('p', text)] = found
+        return found
+
+
+def _ipv4_prefix(text):
+    """(family, dest) of a canonical IPv4 prefix without the cost of ipaddress, else None."""
+    address, slash, length = text.partition('/')
+    if not slash or not length.isdigit() or int(length) > 32:
+        return None
+    try:
+        packed = socket.inet_pton(socket.AF_INET, address)
+    except (OSError, socket.error):
+        return None
+    bits = int(length)
+    value = struct.unpack('!I', packed)[0]
+    if value & ((1 << (32 - bits)) - 1) or text != '%s/%d' % (address, bits):
+        return None  # host bits set, or not canonical: ipaddress says what is wrong
+    return 'ipv4', 'default' if bits == 0 else text
+
+
+def _proto(value, field):
+    text = str(value).strip()
+    if text in PROTOS:
+        return text
+    try:
+        number = int(text, 0)
+    except ValueError:
+        raise InputError(field, 'unknown route protocol %r: use a number 0..255 or one of %s'
+                         % (value, ', '.join(sorted(PROTOS))))
+    if not 0 <= number <= 255:
+        raise InputError(field, 'route protocol %d is out of range 0..255' % number)
+    return PROTO_NAMES.get(number, str(number))
+
+
+def _proto_number(name):
+    return PROTOS[name] if name in PROTOS else int(name)
+
+
+def default_scope(route):
+    if route['family'] == 'ipv6':
+        return 'global'
+    if route['type'] == 'unicast' and route['gateway'] is None and route['nexthops'] is None:
+        return 'link'
+    return 'global'
+
+
+def normalize_route(spec, field, table, interfaces, family=None, addresses=None, absent=False):
+    """The route dict of one user route ``spec`` (module options), or InputError naming ``field``.
+
+    ``family`` is the table entry's; ``interfaces`` the {name: ifindex} of the namespace.
+    ``absent``: the route is to be removed, so dest (and metric) are enough.
+    """
+    addresses = addresses or _Addresses()
+    families = {}
+
+    def note_family(name, value):
+        if value is not None:
+            families.setdefault(value, name)
+
+    given = spec.get('family') or family
+    dest_family, dest = addresses.prefix(spec['dest'], field + '.dest')
+    note_family('dest', dest_family)
+    gateway = spec.get('gateway')
+    if gateway is not None:
+        gw_family, gateway = addresses.address(gateway, field + '.gateway')
+        note_family('gateway', gw_family)
+    src = spec.get('src')
+    if src is not None:
+        src_family, src = addresses.address(src, field + '.src')
+        note_family('src', src_family)
+    route_type = spec.get('type') or 'unicast'
+    dev = spec.get('dev')
+    if dev is not None and dev not in interfaces:
+        raise InputError(field + '.dev', 'no interface %r in this network namespace' % dev)
+
+    nexthops = None
+    if spec.get('nexthops') is not None:
+        if gateway is not None or dev is not None:
+            raise InputError(field + '.nexthops', 'give either nexthops or gateway/dev, not both')
+        if len(spec['nexthops']) < 2:
+            raise InputError(field + '.nexthops', 'a multipath route needs at least two nexthops; '
+                             'use gateway and dev for one')
+        hops = []
+        for index, hop in enumerate(spec['nexthops']):
+            hop_field = '%s.nexthops[%d]' % (field, index)
+            hop_family, hop_gateway = addresses.address(hop.get('gateway'), hop_field + '.gateway')
+            note_family('nexthops[%d].gateway' % index, hop_family)
+            hop_dev = hop.get('dev')
+            if hop_dev is not None and hop_dev not in interfaces:
+                raise InputError(hop_field + '.dev', 'no interface %r in this network namespace' % hop_dev)
+            weight = 1 if hop.get('weight') is None else hop['weight']
+            if not 1 <= weight <= 256:
+                raise InputError(hop_field + '.weight', 'weight %d is out of range 1..256' % weight)
+            hops.append((hop_gateway, hop_dev, weight))
+        if len(set(hop[:2] for hop in hops)) != len(hops):
+            raise InputError(field + '.nexthops', 'the same nexthop is listed twice')
+        nexthops = tuple(sorted(hops, key=lambda hop: (hop[0], hop[1] or '', hop[2])))
+
+    if len(families) > 1:
+        (first, first_field), (second, second_field) = sorted(families.items(), key=lambda kv: kv[1])[:2]
+        raise InputError(field, 'mixed address families: %s is %s but %s is %s'
+                         % (first_field, first, second_field, second))
+    inferred = next(iter(families), None)
+    if inferred and given and inferred != given:
+        raise InputError(field + '.family', 'family %s does not match %s, which is %s'
+                         % (given, families[inferred], inferred))
+    route_family = inferred or given or 'ipv4'
+
+    if route_type == 'unicast':
+        if gateway is None and dev is None and nexthops is None and not absent:
+            raise InputError(field, 'a unicast route needs gateway, dev or nexthops (or another type)')
+    elif gateway is not None or dev is not None or nexthops is not None:
+        raise InputError(field + '.type', 'a %s route has no gateway, dev or nexthops' % route_type)
+
+    metric = spec.get('metric')
+    if metric is None or (metric == 0 and route_family == 'ipv6'):
+        metric = DEFAULT_METRIC[route_family]  # IPv6: the kernel turns metric 0 into 1024
+    if not 0 <= metric <= MAX_METRIC:
+        raise InputError(field + '.metric', 'metric %d is out of range 0..%d' % (metric, MAX_METRIC))
+
+    route = {'family': route_family, 'table': table, 'dest': dest, 'tos': 0, 'metric': metric,
+             'type': route_type, 'gateway': gateway, 'dev': dev, 'src': src, 'scope': None,
+             'proto': _proto(spec.get('proto') or DEFAULT_PROTO, field + '.proto'),
+             'onlink': bool(spec.get('onlink')), 'nexthops': nexthops}
+    scope = spec.get('scope')
+    if scope is not None and route_family == 'ipv6' and scope != 'global':
+        raise InputError(field + '.scope', 'IPv6 routes have no scope (the kernel keeps global)')
+    route['scope'] = scope or default_scope(route)
+    return route
+
+
+FIELDS = ('family', 'table', 'dest', 'tos', 'metric', 'type', 'gateway', 'dev', 'src', 'scope', 'proto',
+          'onlink', 'nexthops')
+
+
+def key(route):
+    return (route['family'], route['table'], route['dest'], route['tos'], route['metric'])
+
+
+def normalize_routes(specs, field, table, interfaces, family=None, addresses=None, absent=False):
+    """{key: route} of a list of user routes; two different routes with one key are an error."""
+    addresses = addresses or _Addresses()
+    routes, where = {}, {}
+    for index, spec in enumerate(specs or []):
+        route_field = '%s[%d]' % (field, index)
+        route = normalize_route(spec, route_field, table, interfaces, family, addresses, absent)
+        route_key = key(route)
+        if route_key in routes:
+            if routes[route_key] != route:
+                raise InputError(route_field, 'conflicts with %s: same dest %s and metric %d, other attributes'
+                                 % (where[route_key], route['dest'], route['metric']))
+            continue
+        routes[route_key] = route
+        where[route_key] = route_field
+    return routes
+
+
+def normalize_excludes(values, field, addresses=None):
+    """Set of (family or None, dest) of copy_exclude."""
+    addresses = addresses or _Addresses()
+    return set(addresses.prefix(value, '%s[%d]' % (field, index)) for index, value in enumerate(values or []))
+
+
+def excluded(route, excludes):
+    return (route['family'], route['dest']) in excludes or (None, route['dest']) in excludes
+
+
+# ---------------------------------------------------------------- kernel
+
+def from_netlink(raw, names):
+    """The route dict of one dumped route (see _netlink._decode_route), or None if not ours to manage.
+
+    ``names`` is {ifindex: name}. Local, broadcast, multicast and other types
+    the kernel keeps for itself are skipped.
+    """
+    route_type = TYPE_NAMES.get(raw['type'])
+    family = FAMILY_OF_AF.get(raw['family'])
+    if route_type is None or family is None or raw['src_len']:
+        return None
+    if raw['dst_len'] == 0:
+        dest = 'default'
+    elif family == 'ipv4':
+        dest = '%s/%d' % (raw['dst'], raw['dst_len'])
+    else:
+        dest = str(ipaddress.ip_network('%s/%d' % (raw['dst'], raw['dst_len'])))
+    unicast = route_type == 'unicast'
+    nexthops = None
+    onlink = bool(raw['flags'] & RTNH_F_ONLINK)
+    if raw['multipath'] and unicast:
+        hops = raw['multipath']
+        onlink = all(hop['flags'] & RTNH_F_ONLINK for hop in hops)
+        nexthops = tuple(sorted(((_canonical(family, hop['gateway']), names.get(hop['oif']), hop['weight'])
+                                 for hop in hops), key=lambda hop: (hop[0] or '', hop[1] or '', hop[2])))
+    scope = SCOPE_NAMES.get(raw['scope'], str(raw['scope'])) if family == 'ipv4' else 'global'
+    return {'family': family, 'table': raw['table'], 'dest': dest, 'tos': raw['tos'],
+            'metric': raw['priority'] if raw['priority'] or family == 'ipv4' else DEFAULT_METRIC[family],
+            'type': route_type,
+            'gateway': _canonical(family, raw['gateway']) if unicast and nexthops is None else None,
+            'dev': names.get(raw['oif']) if unicast and nexthops is None else None,
+            'src': _canonical(family, raw['prefsrc']),
+            'scope': scope,
+            'proto': PROTO_NAMES.get(raw['proto'], str(raw['proto'])),
+            'onlink': onlink, 'nexthops': nexthops}
+
+
+def _canonical(family, address):
+    if address is None or family == 'ipv4':
+        return address
+    return str(ipaddress.ip_address(address))
+
+
+def to_request(action, route, interfaces):
+    """The _netlink route dict that asks the kernel for ``action`` on ``route``."""
+    family = route['family']
+    dest = route['dest']
+    if dest == 'default':
+        dst, dst_len = None, 0
+    else:
+        dst, dst_len = dest.split('/')
+        dst_len = int(dst_len)
+    request = {'family': AF[family], 'table': route['table'], 'dst': dst, 'dst_len': dst_len,
+               'tos': route['tos'], 'priority': route['metric'], 'flags': 0}
+    if action == DELETE:
+        # Match by identity only: any type, scope and protocol.
+        request.update(proto=0, scope=RT_SCOPE_NOWHERE, type=0)
+        return request
+    request.update(proto=_proto_number(route['proto']), scope=SCOPES.get(route['scope'], 0),
+                   type=TYPES[route['type']], gateway=route['gateway'], oif=interfaces.get(route['dev']),
+                   prefsrc=route['src'])
+    flags = RTNH_F_ONLINK if route['onlink'] else 0
+    if route['nexthops'] is not None:
+        request['multipath'] = [{'gateway': gateway, 'oif': interfaces.get(dev), 'weight': weight, 'flags': flags}
+                                for gateway, dev, weight in route['nexthops']]
+    else:
+        request['flags'] = flags
+    return request
+
+
+def spec_text(route, label):
+    """The route as ``ip route`` arguments (kernel defaults left out)."""
+    parts = []
+    if route['type'] != 'unicast':
+        parts.append(route['type'])
+    parts.append(route['dest'])
+    if route['gateway']:
+        parts.extend(('via', route['gateway']))
+    if route['dev']:
+        parts.extend(('dev', route['dev']))
+    parts.extend(('table', label))
+    if route['proto'] != DEFAULT_PROTO:
+        parts.extend(('proto', route['proto']))
+    if route['scope'] != default_scope(route):
+        parts.extend(('scope', route['scope']))
+    if route['src']:
+        parts.extend(('src', route['src']))
+    if route['metric'] != DEFAULT_METRIC[route['family']]:
+        parts.extend(('metric', str(route['metric'])))
+    if route['nexthops'] is None:
+        if route['onlink']:
+            parts.append('onlink')
+    else:
+        for gateway, dev, weight in route['nexthops']:
+            parts.extend(('nexthop', 'via', gateway))
+            if dev:
+                parts.extend(('dev', dev))
+            parts.extend(('weight', str(weight)))
+            if route['onlink']:
+                parts.append('onlink')
+    return ' '.join(parts)
+
+
+class RouteKind(Kind):
+    """Routes, applied in batches on one netlink socket."""
+
+    def __init__(self, sock, interfaces, labels):
+        self.sock = sock
+        self.interfaces = interfaces
+        self.labels = labels
+        # The same route is rendered up to four times (command, diff before and
+        # after, result): with 10,000 routes that shows.
+        self.specs = {}
+
+    def key(self, item):
+        return key(item)
+
+    def label(self, table):
+        return self.labels.get(table, str(table))
+
+    def spec(self, item):
+        values = tuple(item[name] for name in FIELDS)
+        text = self.specs.get(values)
+        if text is None:
+            text = self.specs[values] = spec_text(item, self.label(item['table']))
+        return text
+
+    def text(self, action, item):
+        verb = {ADD: 'add', DELETE: 'del'}.get(action, 'replace')
+        prefix = 'ip -6 route' if item['family'] == 'ipv6' else 'ip route'
+        return '%s %s %s' % (prefix, verb, self.spec(item))
+
+    def render(self, item):
+        text = self.spec(item)
+        return text if item['family'] == 'ipv4' else 'ipv6 ' + text
+
+    def apply(self, ops):
+        requests = [(op.action, to_request(op.action, op.item, self.interfaces)) for op in ops]
+        done, failure = self.sock.send_routes(requests)
+        if failure is not None:
+            index, code, message = failure
+            raise ApplyError(message, applied=[ops[i] for i in done], failed=ops[index])
+
+
+def read_routes(sock, family, table, names):
+    """[route] of one table and family as the kernel has them."""
+    routes = []
+    for raw in sock.dump_routes(AF[family], table):
+        route = from_netlink(raw, names)
+        if route is not None:
+            routes.append(route)
+    return routes
+
+
+# ---------------------------------------------------------------- plan
+
+def table_entries(params):
+    """[(field prefix, entry options)] of the single or the list form."""
+    if params.get('tables') is not None:
+        entries = []
+        for index, entry in enumerate(params['tables']):
+            entry = dict(entry)
+            entry['state'] = entry.get('state') or params.get('state') or 'present'
+            entries.append(('tables[%d].' % index, entry))
+        return entries
+    entry = dict((name, params.get(name)) for name in TABLE_OPTIONS)
+    entry['routes'] = entry['routes'] or []
+    entry['purge'] = bool(entry['purge'])
+    entry['copy_exclude'] = entry['copy_exclude'] or []
+    entry['state'] = entry['state'] or 'present'
+    return [('', entry)]
+
+
+def _table_id(value, field, netns, names):
+    number = resolve_table(value, netns, field=field, names=names)
+    if number == LOCAL_TABLE:
+        raise InputError(field, 'table local (255) holds the kernel\'s own local and broadcast routes; '
+                         'it is not managed by route_table')
+    return number
+
+
+class TableTarget:
+    """One table entry, validated: what to read and what to want."""
+
+    def __init__(self, field, entry, netns, names, interfaces, addresses):
+        self.field = field
+        self.state = entry['state']
+        self.purge = entry['purge']
+        self.table = _table_id(entry['table'], field + 'table', netns, names)
+        self.label = str(entry['table']).strip()
+        self.family = entry.get('family')
+        self.listed = normalize_routes(entry['routes'], field + 'routes', self.table, interfaces,
+                                       self.family, addresses, absent=self.state == 'absent')
+        self.copy_from = None
+        if entry.get('copy_from') is not None:
+            self.copy_from = _table_id(entry['copy_from'], field + 'copy_from', netns, names)
+        self.excludes = normalize_excludes(entry.get('copy_exclude'), field + 'copy_exclude', addresses)
+        if self.family:
+            self.families = (self.family,)
+        elif self.purge or self.copy_from is not None:
+            self.families = FAMILIES
+        else:
+            self.families = tuple(sorted(set(route['family'] for route in self.listed.values())))
+
+    def desired(self, read):
+        """{key: route} wanted in the table; ``read(family, table)`` gives current routes."""
+        wanted = {}
+        if self.copy_from is not None:
+            for family in self.families:
+                for route in read(family, self.copy_from):
+                    if excluded(route, self.excludes):
+                        continue
+                    route = dict(route, table=self.table)
+                    if route['proto'] == 'kernel':
+                        # The connected routes of addresses are the kernel's in their own
+                        # table; a copy elsewhere is an ordinary route (seed 003).
+                        route['proto'] = DEFAULT_PROTO
+                    wanted[key(route)] = route
+        wanted.update(self.listed)
+        return wanted
+
+    def plan(self, kind, read):
+        current = []
+        for family in self.families:
+            current.extend(read(family, self.table))
+        current_by_key = dict((key(route), route) for route in current)
+        desired = [complete(route, current_by_key.get(route_key))
+                   for route_key, route in self.desired(read).items()]
+        families = self.families
+
+        def owned(route):
+            # Purge never removes the kernel's connected routes (proto kernel).
+            return route['proto'] != 'kernel' and route['family'] in families
+
+        if self.state == 'absent' and self.purge:
+            return build_plan(kind, current, [], owned=owned)
+        return build_plan(kind, current, desired, state=self.state, owned=owned if self.purge else None)
+
+
+def complete(route, have):
+    """``route`` with the interface the kernel chose filled in where the user named only a gateway."""
+    if have is None or route['type'] != 'unicast':
+        return route
+    if route['dev'] is None and route['gateway'] is not None and have['gateway'] == route['gateway']:
+        route = dict(route, dev=have['dev'])
+    if route['nexthops'] is not None and have['nexthops'] is not None and \
+            any(dev is None for gateway, dev, weight in route['nexthops']):
+        devs = dict(((gateway, weight), dev) for gateway, dev, weight in have['nexthops'])
+        hops = [(gateway, dev if dev is not None else devs.get((gateway, weight)), weight)
+                for gateway, dev, weight in route['nexthops']]
+        route = dict(route, nexthops=tuple(sorted(hops, key=lambda hop: (hop[0], hop[1] or '', hop[2]))))
+    return route
+
+
+def change(params, check_mode=False, diff=False):
+    """The whole of module route_table: validate, plan, apply, verify."""
+    netns = params.get('netns')
+    _netlink.enter_netns(netns)
+    names = table_names(netns)
+    interfaces = _netlink.interface_map()
+    addresses = _Addresses()
+    targets, seen = [], {}
+    for field, entry in table_entries(params):
+        target = TableTarget(field, entry, netns, names, interfaces, addresses)
+        if target.table in seen:
+            raise InputError(field + 'table', 'table %d is already listed in %stable' % (target.table, seen[target.table]))
+        seen[target.table] = field
+        targets.append(target)
+    labels = dict((target.table, target.label) for target in targets)
+    ifnames = dict((index, name) for name, index in interfaces.items())
+
+    with _netlink.RouteSocket() as sock:
+        kind = RouteKind(sock, interfaces, labels)
+        cache = {}
+
+        def read(family, table):
+            if (family, table) not in cache:
+                cache[(family, table)] = read_routes(sock, family, table, ifnames)
+            return cache[(family, table)]
+
+        def plan():
+            cache.clear()
+            return merge_plans([target.plan(kind, read) for target in targets])
+
+        first = plan()
+        before = dict(cache)
+        result = execute(first, kind, replan=plan, check_mode=check_mode, diff=diff)
+
+    after = {}
+    for (family, table), routes in before.items():
+        if table in labels:
+            for route in routes:
+                after[key(route)] = route
+    for op in first.ops:
+        if op.action == DELETE:
+            after.pop(key(op.item), None)
+        else:
+            after[key(op.item)] = op.item
+    result['routes'] = [kind.render(route) for route_key, route in sorted(after.items(), key=_sort_key)]
+    result['tables'] = [target.table for target in targets]
+    if params.get('tables') is None:
+        result['table'] = targets[0].table
+    return result
+
+
+def _sort_key(item):
+    family, table, dest, tos, metric = item[0]
+    return (table, family, dest != 'default', dest, metric)

@@ -1,0 +1,309 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: netpolicy.routing contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: route_table
+short_description: The routes of a Linux routing table
+version_added: 0.1.0
+description:
+  - Makes the listed routes exist in a routing table (C(ip route ... table T)), or not exist.
+  - With O(purge), routes of the table that are not listed are removed, so a playbook owns the table exactly.
+  - With O(copy_from), the table mirrors the routes of another table (for example C(main) without its
+    default route), as a policy routing table for a second uplink usually does.
+  - Several tables can be given at once with O(tables); they are planned, applied and verified as one change.
+  - Routes are compared by the kernel's identity of a route (family, table, destination, TOS, metric).
+    A listed route that exists with other attributes is replaced in place (C(ip route replace)).
+  - Routes are sent to the kernel in batches on one netlink socket, as fast as C(ip -batch); a run that
+    changes nothing reads each table once and sends nothing. With thousands of routes, most of the task's
+    time is Ansible's handling of the argument (see C(docs/performance.md) in the collection).
+author:
+  - netpolicy.routing contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - netpolicy.routing.common
+options:
+  table:
+    description:
+      - The routing table, by name (as C(ip route ... table NAME) resolves it through the
+        C(rt_tables) files of the namespace) or by number.
+      - The table C(local) (255) belongs to the kernel and is refused.
+      - Required unless O(tables) is given.
+    type: str
+  routes:
+    description:
+      - The routes of the table. Mutually exclusive with O(tables).
+    type: list
+    elements: dict
+    suboptions: &route_options
+      dest:
+        description:
+          - Destination prefix (CIDR; a bare address is a host route), or C(default).
+        type: str
+        required: true
+      gateway:
+        description:
+          - The next hop (C(via)). The family of the route follows from it.
+        type: str
+      dev:
+        description:
+          - The outgoing interface. Without it the kernel picks the interface to the gateway.
+        type: str
+      src:
+        description:
+          - Preferred source address for traffic of the host itself (C(src)); must be an address of the host.
+        type: str
+      metric:
+        description:
+          - Route metric (priority). Default is the kernel's, 0 for IPv4 and 1024 for IPv6.
+        type: int
+      type:
+        description:
+          - Route type. V(blackhole), V(unreachable), V(prohibit) and V(throw) routes have no gateway or interface.
+        type: str
+        default: unicast
+        choices: [blackhole, prohibit, throw, unicast, unreachable]
+      scope:
+        description:
+          - Route scope. Default as C(ip route) sets it, V(link) for a unicast route with only an
+            interface, else V(global). IPv6 routes are always V(global).
+        type: str
+        choices: [global, host, link, site]
+      onlink:
+        description:
+          - Pretend the gateway is directly attached to the interface even if no prefix says so
+            (for every nexthop of a multipath route).
+        type: bool
+        default: false
+      proto:
+        description:
+          - Route protocol, a name of C(/etc/iproute2/rt_protos) or a number.
+          - Default V(boot), as C(ip route add) uses.
+        type: str
+        default: boot
+      family:
+        description:
+          - Address family where the addresses do not say, for example C(dest=default) of a V(blackhole) route.
+          - Default is the family of the table entry (O(family)), else V(ipv4).
+        type: str
+        choices: [ipv4, ipv6]
+      nexthops:
+        description:
+          - The nexthops of a multipath route (at least two). Mutually exclusive with O(routes[].gateway)
+            and O(routes[].dev).
+        type: list
+        elements: dict
+        suboptions:
+          gateway:
+            description:
+              - The next hop address.
+            type: str
+            required: true
+          dev:
+            description:
+              - The interface of this nexthop.
+            type: str
+          weight:
+            description:
+              - Share of this nexthop (1..256).
+            type: int
+            default: 1
+  state:
+    description:
+      - V(present) adds or replaces the listed routes, V(absent) removes them (matched by destination and metric).
+      - V(absent) with O(purge=true) removes every route of the table but the kernel's connected routes.
+      - In O(tables), the default of an entry's C(state).
+    type: str
+    default: present
+    choices: [present, absent]
+  purge:
+    description:
+      - Remove the routes of the table that are not listed (or copied).
+      - The kernel's connected routes (C(proto kernel), made for the addresses of the host) are never removed.
+      - Only the routes of O(family) are touched when it is given, else those of both families.
+    type: bool
+  copy_from:
+    description:
+      - Also want, in this table, every route of this table (name or number) as it is now, except those in O(copy_exclude).
+      - A listed route wins over a copied one with the same destination and metric.
+      - Copies of the kernel's connected routes get C(proto boot).
+      - Use O(purge=true) too, so that routes that left the source table leave the copy as well.
+    type: str
+  copy_exclude:
+    description:
+      - Destinations (CIDR or C(default)) of O(copy_from) not to copy.
+    type: list
+    elements: str
+  family:
+    description:
+      - The family of routes that O(purge) and O(copy_from) act on, and the default of the routes' own O(routes[].family).
+      - Default is both families.
+    type: str
+    choices: [ipv4, ipv6]
+  tables:
+    description:
+      - Several tables in one task. Mutually exclusive with O(table), O(routes), O(purge), O(copy_from)
+        and O(copy_exclude).
+    type: list
+    elements: dict
+    suboptions:
+      table:
+        description:
+          - The routing table, by name or number.
+        type: str
+        required: true
+      routes:
+        description:
+          - The routes of the table, as in O(routes).
+        type: list
+        elements: dict
+        default: []
+        suboptions: *route_options
+      state:
+        description:
+          - As O(state); default is O(state).
+        type: str
+        choices: [present, absent]
+      purge:
+        description:
+          - As O(purge).
+        type: bool
+        default: false
+      copy_from:
+        description:
+          - As O(copy_from).
+        type: str
+      copy_exclude:
+        description:
+          - As O(copy_exclude).
+        type: list
+        elements: str
+        default: []
+      family:
+        description:
+          - As O(family).
+        type: str
+        choices: [ipv4, ipv6]
+seealso:
+  - module: netpolicy.routing.rt_tables_entry
+  - module: netpolicy.routing.ip_rule
+'''
+
+EXAMPLES = r'''
+- name: The MacBook's table leaves by the PPP uplink (seeds 000/001, ip route add default via 123.150.232.1 dev ppp0 table sunusroute)
+  netpolicy.routing.route_table:
+    table: sunusroute
+    routes:
+      - {dest: default, gateway: 192.0.2.1, dev: ppp0}
+
+- name: One table per ISP with its network and default route (seed 002)
+  netpolicy.routing.route_table:
+    tables:
+      - table: 1
+        routes:
+          - {dest: 198.51.100.0/24, dev: eth1, src: 198.51.100.2, scope: link}
+          - {dest: default, gateway: 198.51.100.1, dev: eth1}
+      - table: 2
+        routes:
+          - {dest: 192.0.2.0/24, dev: eth2, src: 192.0.2.2, scope: link}
+          - {dest: default, gateway: 192.0.2.1, dev: eth2}
+
+- name: Replies for router2 leave by it (seed 004, ip route add default via 192.168.1.2 table router2)
+  netpolicy.routing.route_table:
+    table: router2
+    routes:
+      - {dest: default, gateway: 192.168.1.2, dev: eth0}
+
+- name: Table 4 is a copy of main with the DSL default route (seed 003)
+  netpolicy.routing.route_table:
+    table: 4
+    copy_from: main
+    copy_exclude: [default]
+    purge: true
+    routes:
+      - dest: default
+        gateway: 203.0.113.14
+        dev: eth4
+
+- name: Multipath default route, weighted 2:1
+  netpolicy.routing.route_table:
+    table: main
+    routes:
+      - dest: default
+        nexthops:
+          - {gateway: 198.51.100.1, dev: wan1, weight: 2}
+          - {gateway: 203.0.113.1, dev: wan2, weight: 1}
+
+- name: Two uplink tables in one task, IPv4 and IPv6, nothing else in them
+  netpolicy.routing.route_table:
+    tables:
+      - table: isp1
+        purge: true
+        routes:
+          - {dest: default, gateway: 198.51.100.1, dev: wan1}
+          - {dest: default, gateway: "2001:db8:1::1", dev: wan1}
+          - {dest: 192.168.0.0/16, type: unreachable}
+      - table: isp2
+        purge: true
+        routes:
+          - {dest: default, gateway: 203.0.113.1, dev: wan2}
+
+- name: Remove every route of table 7375 but the connected ones
+  netpolicy.routing.route_table:
+    table: 7375
+    state: absent
+    purge: true
+'''
+
+RETURN = r'''
+commands:
+  description: The C(ip route) commands equivalent to what was changed (or would be, in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - ip route add default via 198.51.100.1 dev wan1 table isp1
+    - ip route del 10.0.0.0/8 via 192.0.2.1 dev lan0 table isp1
+routes:
+  description:
+    - The routes of the table(s) after the change (predicted in check mode), the kernel's connected ones
+      included, one line each as in the diff (C(ip route) arguments; IPv6 ones start with C(ipv6)).
+  returned: success
+  type: list
+  elements: str
+  sample:
+    - 198.51.100.0/24 dev wan1 table isp1 proto kernel src 198.51.100.2
+    - default via 198.51.100.1 dev wan1 table isp1
+    - ipv6 default via 2001:db8:1::1 dev wan1 table isp1
+table:
+  description: The number of the table (single form).
+  returned: success, when O(table) is given
+  type: int
+  sample: 101
+tables:
+  description: The numbers of the tables, in the order given.
+  returned: success
+  type: list
+  elements: int
+  sample: [101, 102]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.netpolicy.routing.plugins.module_utils._module import require_pyroute2, run
+from ansible_collections.netpolicy.routing.plugins.module_utils._routes import ROUTE_TABLE_MODULE_ARGS, change
+
+
+def main():
+    module = AnsibleModule(**ROUTE_TABLE_MODULE_ARGS)
+    require_pyroute2(module)
+    run(module, change)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,334 @@
+"""netpolicy.routing.route_table against the real kernel, in a fresh namespace per test."""
+import pytest
+
+from tests.helpers.modules import run_module
+
+DEBIAN_PYTHON = '/usr/bin/python3'
+
+
+def lab(ns):
+    """wan1 and wan2 with IPv4 and IPv6 lab addresses (veth pairs: both ends in ``ns``, up)."""
+    for ifname, v4, v6 in (('wan1', '198.51.100.2/24', '2001:db8:1::2/64'),
+                           ('wan2', '203.0.113.2/24', '2001:db8:2::2/64')):
+        ns.ip('link', 'add', ifname, 'type', 'veth', 'peer', 'name', ifname + 'p')
+        for end in (ifname, ifname + 'p'):
+            # No link-local addresses: their routes appear late and would race the snapshots.
+            ns.ip('link', 'set', end, 'addrgenmode', 'none')
+        ns.ip('addr', 'add', v4, 'dev', ifname)
+        ns.ip('addr', 'add', v6, 'dev', ifname, 'nodad')
+        ns.ip('link', 'set', ifname, 'up')
+        ns.ip('link', 'set', ifname + 'p', 'up')
+    return ns
+
+
+def _ip_route_show(ns, table, family):
+    # A table without routes does not exist for the kernel: `ip route show` fails then.
+    return ns.ip(family, 'route', 'show', 'table', str(table), check=False).stdout
+
+
+def show(ns, table, family='-4'):
+    return sorted(line.strip() for line in _ip_route_show(ns, table, family).splitlines()
+                  if line.strip() and not line.startswith(('\t', ' ')))
+
+
+def show_full(ns, table, family='-4'):
+    """Multipath routes span lines in `ip route` output: join them."""
+    return _ip_route_show(ns, table, family).replace('\n\t', ' ').split('\n')
+
+
+def snapshot(ns):
+    return (ns.ip('-4', 'route', 'show', 'table', 'all').stdout,
+            ns.ip('-6', 'route', 'show', 'table', 'all').stdout)
+
+
+def route_table(ns, check=False, diff=False, python=None, **args):
+    args['netns'] = ns.name
+    return run_module('route_table', args, check=check, diff=diff, python=python)
+
+
+ROUTES = [
+    {'dest': 'default', 'gateway': '198.51.100.1', 'dev': 'wan1'},
+    {'dest': '192.0.2.0/24', 'dev': 'wan2'},
+    {'dest': '192.168.10.0/24', 'gateway': '203.0.113.1', 'metric': 20, 'proto': 'static'},
+    {'dest': '2001:db8:10::/48', 'gateway': '2001:db8:1::1', 'dev': 'wan1'},
+]
+
+
+def test_apply_check_rerun_diff(netns):
+    ns = lab(netns)
+    check = route_table(ns, table='101', routes=ROUTES, check=True, diff=True)
+    assert check['changed'] and 'failed' not in check, check
+    assert show(ns, 101) == []
+
+    real = route_table(ns, table='101', routes=ROUTES, diff=True)
+    assert real['changed'] and 'failed' not in real, real
+    assert check['commands'] == real['commands']
+    assert check['diff'] == real['diff']
+    assert real['commands'] == [
+        'ip route add default via 198.51.100.1 dev wan1 table 101',
+        'ip route add 192.0.2.0/24 dev wan2 table 101',
+        'ip route add 192.168.10.0/24 via 203.0.113.1 table 101 proto static metric 20',
+        'ip -6 route add 2001:db8:10::/48 via 2001:db8:1::1 dev wan1 table 101',
+    ]
+    assert real['diff']['before'] == ''
+    assert '192.0.2.0/24 dev wan2 table 101\n' in real['diff']['after']
+    assert show(ns, 101) == ['192.0.2.0/24 dev wan2 scope link',
+                             '192.168.10.0/24 via 203.0.113.1 dev wan2 proto static metric 20',
+                             'default via 198.51.100.1 dev wan1']
+    assert show(ns, 101, '-6') == ['2001:db8:10::/48 via 2001:db8:1::1 dev wan1 metric 1024 pref medium']
+    assert real['table'] == 101 and real['tables'] == [101]
+    assert len(real['routes']) == 4
+
+    again = route_table(ns, table='101', routes=ROUTES, diff=True)
+    assert not again['changed'] and again['commands'] == [], again
+    assert again['diff']['before'] == again['diff']['after']
+    # The rerun knows the interface the kernel chose for the route given by gateway only.
+    assert '192.168.10.0/24 via 203.0.113.1 dev wan2 table 101 proto static metric 20\n' in again['diff']['after']
+    assert not route_table(ns, table='101', routes=ROUTES, check=True)['changed']
+
+    # One attribute differs: replaced in place, predicted exactly.
+    moved = [dict(ROUTES[0], gateway='198.51.100.9')] + ROUTES[1:]
+    check = route_table(ns, table='101', routes=moved, check=True)
+    real = route_table(ns, table='101', routes=moved)
+    assert check['commands'] == real['commands'] == [
+        'ip route replace default via 198.51.100.9 dev wan1 table 101']
+    assert 'default via 198.51.100.9 dev wan1' in show(ns, 101)
+
+
+def test_absent_and_purge(netns):
+    ns = lab(netns)
+    assert route_table(ns, table='102', routes=ROUTES)['changed']
+    ns.ip('route', 'add', '198.18.0.0/15', 'via', '198.51.100.1', 'table', '102')
+
+    absent = route_table(ns, table='102', routes=[{'dest': '192.0.2.0/24'}, {'dest': '10.9.0.0/16'}], state='absent')
+    # Matched by dest and metric: the attributes of an absent route do not matter.
+    assert absent['commands'] == ['ip route del 192.0.2.0/24 dev wan2 table 102'], absent
+    assert not route_table(ns, table='102', routes=[{'dest': '192.0.2.0/24', 'dev': 'wan2'}], state='absent')['changed']
+
+    keep = [ROUTES[0]]
+    check = route_table(ns, table='102', routes=keep, purge=True, family='ipv4', check=True, diff=True)
+    real = route_table(ns, table='102', routes=keep, purge=True, family='ipv4', diff=True)
+    assert check['commands'] == real['commands']
+    assert sorted(real['commands']) == [
+        'ip route del 192.168.10.0/24 via 203.0.113.1 dev wan2 table 102 proto static metric 20',
+        'ip route del 198.18.0.0/15 via 198.51.100.1 dev wan1 table 102']
+    assert real['diff']['after'] == 'default via 198.51.100.1 dev wan1 table 102\n'
+    assert show(ns, 102) == ['default via 198.51.100.1 dev wan1']
+    assert show(ns, 102, '-6') != [], 'family ipv4: IPv6 routes are not purged'
+
+    flush = route_table(ns, table='102', state='absent', purge=True)
+    assert sorted(flush['commands']) == [
+        'ip -6 route del 2001:db8:10::/48 via 2001:db8:1::1 dev wan1 table 102',
+        'ip route del default via 198.51.100.1 dev wan1 table 102']
+    assert show(ns, 102) == [] and show(ns, 102, '-6') == []
+    assert not route_table(ns, table='102', state='absent', purge=True)['changed']
+
+
+def test_purge_keeps_connected_routes_of_main(netns):
+    ns = lab(netns)
+    before = show(ns, 'main')
+    result = route_table(ns, table='main', purge=True, family='ipv4',
+                         routes=[{'dest': 'default', 'gateway': '198.51.100.1'}])
+    assert result['commands'] == ['ip route add default via 198.51.100.1 table main'], result
+    assert show(ns, 'main') == sorted(before + ['default via 198.51.100.1 dev wan1'])
+
+
+def test_multipath_weights_ipv4_ipv6(netns):
+    ns = lab(netns)
+    routes = [
+        {'dest': 'default', 'nexthops': [{'gateway': '198.51.100.1', 'dev': 'wan1', 'weight': 2},
+                                         {'gateway': '203.0.113.1', 'dev': 'wan2'}]},
+        {'dest': 'default', 'nexthops': [{'gateway': '2001:db8:1::1', 'dev': 'wan1', 'weight': 3},
+                                         {'gateway': '2001:db8:2::1'}]},
+    ]
+    check = route_table(ns, table='103', routes=routes, check=True)
+    real = route_table(ns, table='103', routes=routes)
+    assert check['commands'] == real['commands'] == [
+        'ip route add default table 103 nexthop via 198.51.100.1 dev wan1 weight 2 '
+        'nexthop via 203.0.113.1 dev wan2 weight 1',
+        'ip -6 route add default table 103 nexthop via 2001:db8:1::1 dev wan1 weight 3 '
+        'nexthop via 2001:db8:2::1 weight 1'], real
+    v4 = ' '.join(show_full(ns, 103))
+    assert 'nexthop via 198.51.100.1 dev wan1 weight 2' in v4 and 'nexthop via 203.0.113.1 dev wan2 weight 1' in v4
+    v6 = ' '.join(show_full(ns, 103, '-6'))
+    assert 'nexthop via 2001:db8:1::1 dev wan1 weight 3' in v6 and 'nexthop via 2001:db8:2::1 dev wan2 weight 1' in v6
+    assert not route_table(ns, table='103', routes=routes)['changed']
+
+    # Listed in another order: the same route.
+    swapped = [dict(routes[0], nexthops=routes[0]['nexthops'][::-1]), routes[1]]
+    assert not route_table(ns, table='103', routes=swapped)['changed']
+
+    reweighted = [routes[0], dict(routes[1], nexthops=[{'gateway': '2001:db8:1::1', 'dev': 'wan1'},
+                                                       {'gateway': '2001:db8:2::1', 'dev': 'wan2', 'weight': 5}])]
+    real = route_table(ns, table='103', routes=reweighted)
+    assert real['commands'] == ['ip -6 route replace default table 103 nexthop via 2001:db8:1::1 dev wan1 weight 1 '
+                                'nexthop via 2001:db8:2::1 dev wan2 weight 5'], real
+    assert 'nexthop via 2001:db8:2::1 dev wan2 weight 5' in ' '.join(show_full(ns, 103, '-6'))
+    assert not route_table(ns, table='103', routes=reweighted)['changed']
+
+
+def test_every_type_onlink_src_scope(netns):
+    ns = lab(netns)
+    routes = [
+        {'dest': '192.0.2.0/26', 'type': 'blackhole'},
+        {'dest': '192.0.2.64/26', 'type': 'unreachable'},
+        {'dest': '192.0.2.128/26', 'type': 'prohibit'},
+        {'dest': '192.0.2.192/26', 'type': 'throw'},
+        {'dest': 'default', 'type': 'unreachable', 'family': 'ipv6'},
+        {'dest': '2001:db8:66::/48', 'type': 'blackhole'},
+        {'dest': '198.18.0.0/24', 'gateway': '192.168.77.1', 'dev': 'wan1', 'onlink': True},
+        {'dest': '198.18.1.0/24', 'dev': 'wan2', 'src': '203.0.113.2', 'scope': 'global'},
+        {'dest': '2001:db8:77::/48', 'gateway': '2001:db8:99::1', 'dev': 'wan1', 'onlink': True},
+    ]
+    check = route_table(ns, table='104', routes=routes, check=True)
+    real = route_table(ns, table='104', routes=routes)
+    assert check['commands'] == real['commands'] and len(real['commands']) == 9, real
+    assert 'ip route add 198.18.0.0/24 via 192.168.77.1 dev wan1 table 104 onlink' in real['commands']
+    assert 'ip route add 198.18.1.0/24 dev wan2 table 104 scope global src 203.0.113.2' in real['commands']
+    assert show(ns, 104) == ['198.18.0.0/24 via 192.168.77.1 dev wan1 onlink',
+                             '198.18.1.0/24 dev wan2 src 203.0.113.2',
+                             'blackhole 192.0.2.0/26', 'prohibit 192.0.2.128/26',
+                             'throw 192.0.2.192/26', 'unreachable 192.0.2.64/26']
+    assert show(ns, 104, '-6') == ['2001:db8:77::/48 via 2001:db8:99::1 dev wan1 metric 1024 onlink pref medium',
+                                   'blackhole 2001:db8:66::/48 dev lo metric 1024 pref medium',
+                                   'unreachable default dev lo metric 1024 pref medium']
+    assert not route_table(ns, table='104', routes=routes)['changed']
+
+    # A type change is a replace of the same route.
+    changed = [dict(routes[0], type='prohibit')] + routes[1:]
+    assert route_table(ns, table='104', routes=changed)['commands'] == [
+        'ip route replace prohibit 192.0.2.0/26 table 104']
+
+
+def test_copy_from_main_without_default(netns):
+    """Seed 003: table 4 = main without its default route, plus another default."""
+    ns = lab(netns)
+    ns.ip('route', 'add', 'default', 'via', '198.51.100.1')
+    ns.ip('route', 'add', '192.168.98.0/24', 'via', '203.0.113.1')
+    args = dict(table='4', copy_from='main', copy_exclude=['default'], purge=True, family='ipv4',
+                routes=[{'dest': 'default', 'gateway': '203.0.113.1', 'dev': 'wan2'}])
+    check = route_table(ns, check=True, **args)
+    real = route_table(ns, **args)
+    assert check['commands'] == real['commands'], real
+    assert show(ns, 4) == ['192.168.98.0/24 via 203.0.113.1 dev wan2',
+                           '198.51.100.0/24 dev wan1 scope link src 198.51.100.2',
+                           '203.0.113.0/24 dev wan2 scope link src 203.0.113.2',
+                           'default via 203.0.113.1 dev wan2']
+    assert not route_table(ns, **args)['changed']
+
+    # A route that leaves main leaves the copy (purge); the listed default stays.
+    ns.ip('route', 'del', '192.168.98.0/24')
+    again = route_table(ns, **args)
+    assert again['commands'] == ['ip route del 192.168.98.0/24 via 203.0.113.1 dev wan2 table 4'], again
+
+
+def test_table_by_name_from_namespace_rt_tables(netns):
+    ns = lab(netns)
+    ns.rt_tables('# netns-local names\n254\tmain\n7375\tmacbook\n')
+    result = route_table(ns, table='macbook', routes=[{'dest': 'default', 'gateway': '198.51.100.1'}])
+    assert result['commands'] == ['ip route add default via 198.51.100.1 table macbook'], result
+    assert result['table'] == 7375
+    assert show(ns, 7375) == ['default via 198.51.100.1 dev wan1']
+
+
+def test_list_form_two_tables(netns):
+    ns = lab(netns)
+    tables = [
+        {'table': '201', 'purge': True, 'routes': [{'dest': 'default', 'gateway': '198.51.100.1', 'dev': 'wan1'}]},
+        # Above 255: the id travels in RTA_TABLE, not in the message header.
+        {'table': '70000', 'purge': True, 'routes': [{'dest': 'default', 'gateway': '203.0.113.1', 'dev': 'wan2'},
+                                                     {'dest': 'default', 'gateway': '2001:db8:2::1', 'dev': 'wan2'}]},
+    ]
+    check = route_table(ns, tables=tables, check=True, diff=True)
+    real = route_table(ns, tables=tables, diff=True)
+    assert check['commands'] == real['commands'] == [
+        'ip route add default via 198.51.100.1 dev wan1 table 201',
+        'ip route add default via 203.0.113.1 dev wan2 table 70000',
+        'ip -6 route add default via 2001:db8:2::1 dev wan2 table 70000'], real
+    assert real['tables'] == [201, 70000] and 'table' not in real
+    assert show(ns, 201) == ['default via 198.51.100.1 dev wan1']
+    assert show(ns, 70000) == ['default via 203.0.113.1 dev wan2']
+    assert show(ns, 70000, '-6') == ['default via 2001:db8:2::1 dev wan2 metric 1024 pref medium']
+    assert not route_table(ns, tables=tables)['changed']
+
+    # One change over both tables: the second one's route refused, the first one's undone.
+    tables[0]['routes'].append({'dest': '192.0.2.0/24', 'gateway': '198.51.100.1'})
+    tables[1]['routes'].append({'dest': '192.0.2.0/24', 'gateway': '192.168.99.1'})
+    before = snapshot(ns)
+    failed = route_table(ns, tables=tables)
+    assert failed.get('failed') and 'undone' in failed['msg'], failed
+    assert snapshot(ns) == before
+
+
+BAD = [
+    (dict(table='110', routes=[{'dest': '192.0.2.0/24', 'dev': 'wan1'}, {'dest': 'x', 'dev': 'wan1'}]),
+     "routes[1].dest: not an IP address or prefix: 'x'"),
+    (dict(table='110', routes=[{'dest': '192.0.2.1/24', 'dev': 'wan1'}]),
+     'routes[0].dest: prefix \'192.0.2.1/24\' has host bits set'),
+    (dict(table='110', routes=[{'dest': 'default', 'gateway': '198.51.100.300'}]),
+     'routes[0].gateway: not an IP address'),
+    (dict(table='110', routes=[{'dest': 'default', 'dev': 'eth9'}]),
+     "routes[0].dev: no interface 'eth9'"),
+    (dict(table='nosuchtable', routes=[{'dest': 'default', 'dev': 'wan1'}]),
+     "table: unknown routing table name 'nosuchtable'"),
+    (dict(table='local', routes=[{'dest': 'default', 'dev': 'wan1'}]),
+     'table: table local (255)'),
+    (dict(table='0', routes=[{'dest': 'default', 'dev': 'wan1'}]),
+     'table: table id 0 is out of range'),
+    (dict(table='110', routes=[{'dest': '192.0.2.0/24', 'dev': 'wan1'},
+                               {'dest': '192.0.2.0/24', 'dev': 'wan2'}]),
+     'routes[1]: conflicts with routes[0]'),
+    (dict(table='110', routes=[{'dest': '192.0.2.0/24', 'gateway': '2001:db8:1::1'}]),
+     'routes[0]: mixed address families'),
+    (dict(table='110', routes=[{'dest': '192.0.2.0/24', 'type': 'blackhole', 'dev': 'wan1'}]),
+     'routes[0].type: a blackhole route has no gateway'),
+    (dict(table='110', routes=[{'dest': 'default', 'nexthops': [{'gateway': '198.51.100.1', 'weight': 0},
+                                                                {'gateway': '203.0.113.1'}]}]),
+     'routes[0].nexthops[0].weight: weight 0 is out of range'),
+    (dict(tables=[{'table': '110', 'routes': [{'dest': 'default', 'dev': 'wan1'}]},
+                  {'table': '111', 'routes': [{'dest': 'default', 'dev': 'wan1', 'proto': 'nonsense'}]}]),
+     'tables[1].routes[0].proto: unknown route protocol'),
+    (dict(table='110', copy_from='nosuchtable'), "copy_from: unknown routing table name"),
+]
+
+
+@pytest.mark.parametrize('args,message', BAD, ids=[message.split(':')[0] for args, message in BAD])
+def test_bad_input_touches_nothing(netns, args, message):
+    ns = lab(netns)
+    ns.ip('route', 'add', '192.0.2.0/24', 'via', '198.51.100.1', 'table', '110')
+    before = snapshot(ns)
+    result = route_table(ns, **args)
+    assert result.get('failed') and message in result['msg'], result
+    assert 'Traceback' not in result.get('msg', '')
+    assert snapshot(ns) == before
+
+
+def test_failure_midway_is_rolled_back(netns):
+    ns = lab(netns)
+    ns.ip('route', 'add', '192.0.2.0/26', 'via', '198.51.100.1', 'table', '120')
+    before = snapshot(ns)
+    routes = [
+        {'dest': '192.0.2.0/26', 'gateway': '203.0.113.1'},   # replace
+        {'dest': '192.0.2.64/26', 'gateway': '198.51.100.1'},
+        # Only the kernel knows: no route to this gateway.
+        {'dest': '192.0.2.128/26', 'gateway': '192.168.99.1'},
+        {'dest': '192.0.2.192/26', 'gateway': '198.51.100.1'},
+    ]
+    result = route_table(ns, table='120', routes=routes)
+    assert result.get('failed'), result
+    assert result['failed_command'] == 'ip route add 192.0.2.128/26 via 192.168.99.1 table 120'
+    # The kernel's words: "Nexthop has invalid gateway (Network is unreachable)".
+    assert 'Network is unreachable' in result['msg'] and 'undone' in result['msg'], result
+    assert snapshot(ns) == before
+
+
+def test_debian_python_smoke(netns):
+    """Debian 12's /usr/bin/python3 (pyroute2 0.7.2): apply, rerun, multipath, IPv6."""
+    ns = lab(netns)
+    routes = ROUTES + [{'dest': '10.20.0.0/16', 'nexthops': [{'gateway': '198.51.100.1', 'weight': 2},
+                                                             {'gateway': '203.0.113.1'}]}]
+    real = route_table(ns, table='130', routes=routes, python=DEBIAN_PYTHON)
+    assert real['changed'] and len(real['commands']) == 5, real
+    assert not route_table(ns, table='130', routes=routes, python=DEBIAN_PYTHON)['changed']
+    bad = route_table(ns, table='130', routes=[{'dest': 'default', 'dev': 'eth9'}], python=DEBIAN_PYTHON)
+    assert bad.get('failed') and "routes[0].dev: no interface 'eth9'" in bad['msg'], bad

@@ -1,0 +1,257 @@
+"""Routes as values: normalize, identity, netlink round trip, command text, planning (no kernel)."""
+import socket
+
+import pytest
+
+from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
+from ansible_collections.netpolicy.routing.plugins.module_utils._engine import ADD, DELETE, REPLACE, InputError
+from ansible_collections.netpolicy.routing.plugins.module_utils._routes import (
+    RouteKind, TableTarget, _ipv4_prefix, complete, from_netlink, key, normalize_excludes, normalize_route,
+    normalize_routes, spec_text, table_entries, to_request)
+
+INTERFACES = {'lo': 1, 'wan1': 2, 'wan2': 3}
+NAMES = dict((index, name) for name, index in INTERFACES.items())
+
+
+def route(**spec):
+    return normalize_route(spec, 'routes[0]', 100, INTERFACES)
+
+
+@pytest.mark.parametrize('spec,expected', [
+    (dict(dest='192.0.2.0/24', gateway='198.51.100.1'),
+     dict(family='ipv4', dest='192.0.2.0/24', metric=0, scope='global', proto='boot', dev=None)),
+    (dict(dest='192.0.2.0/24', dev='wan1'), dict(family='ipv4', scope='link')),
+    (dict(dest='0.0.0.0/0', gateway='198.51.100.1'), dict(dest='default')),
+    (dict(dest='192.0.2.7', dev='wan1'), dict(dest='192.0.2.7/32')),
+    (dict(dest='2001:DB8:0::/48', gateway='2001:db8:1::1'),
+     dict(family='ipv6', dest='2001:db8::/48', metric=1024, scope='global')),
+    (dict(dest='2001:db8::/48', dev='wan1', metric=0), dict(metric=1024)),
+    (dict(dest='default', type='blackhole'), dict(family='ipv4', type='blackhole', scope='global')),
+    (dict(dest='default', type='unreachable', family='ipv6'), dict(family='ipv6', metric=1024)),
+    (dict(dest='default', gateway='198.51.100.1', proto='4'), dict(proto='static')),
+    (dict(dest='default', gateway='198.51.100.1', proto='77'), dict(proto='77')),
+    (dict(dest='default', nexthops=[{'gateway': '203.0.113.1', 'dev': 'wan2', 'weight': 1},
+                                    {'gateway': '198.51.100.1', 'dev': 'wan1', 'weight': 2}]),
+     dict(nexthops=(('198.51.100.1', 'wan1', 2), ('203.0.113.1', 'wan2', 1)), scope='global')),
+])
+def test_normalize_route(spec, expected):
+    normalized = route(**spec)
+    for name, value in expected.items():
+        assert normalized[name] == value, name
+
+
+@pytest.mark.parametrize('spec,message', [
+    (dict(dest='x', dev='wan1'), "routes[0].dest: not an IP address or prefix: 'x'"),
+    (dict(dest='192.0.2.1/24', dev='wan1'), 'routes[0].dest: prefix \'192.0.2.1/24\' has host bits set '
+                                            '(did you mean 192.0.2.0/24?)'),
+    (dict(dest='192.0.2.0/33', dev='wan1'), 'routes[0].dest: not an IP address or prefix'),
+    (dict(dest='default', gateway='gw'), "routes[0].gateway: not an IP address: 'gw'"),
+    (dict(dest='default', dev='eth9'), "routes[0].dev: no interface 'eth9'"),
+    (dict(dest='default', gateway='198.51.100.1', src='nope'), 'routes[0].src: not an IP address'),
+    (dict(dest='192.0.2.0/24', gateway='2001:db8::1'), 'routes[0]: mixed address families: dest is ipv4'),
+    (dict(dest='default', gateway='198.51.100.1', family='ipv6'), 'routes[0].family: family ipv6 does not match'),
+    (dict(dest='default'), 'routes[0]: a unicast route needs gateway, dev or nexthops'),
+    (dict(dest='default', type='throw', gateway='198.51.100.1'), 'routes[0].type: a throw route has no gateway'),
+    (dict(dest='default', gateway='198.51.100.1', metric=-1), 'routes[0].metric: metric -1 is out of range'),
+    (dict(dest='default', gateway='198.51.100.1', proto='bogus'), 'routes[0].proto: unknown route protocol'),
+    (dict(dest='default', gateway='198.51.100.1', proto='300'), 'routes[0].proto: route protocol 300 is out of range'),
+    (dict(dest='2001:db8::/32', dev='wan1', scope='link'), 'routes[0].scope: IPv6 routes have no scope'),
+    (dict(dest='default', gateway='198.51.100.1', nexthops=[{'gateway': '198.51.100.1'}, {'gateway': '203.0.113.1'}]),
+     'routes[0].nexthops: give either nexthops or gateway/dev'),
+    (dict(dest='default', nexthops=[{'gateway': '198.51.100.1'}]), 'routes[0].nexthops: a multipath route needs'),
+    (dict(dest='default', nexthops=[{'gateway': '198.51.100.1'}, {'gateway': '198.51.100.1'}]),
+     'routes[0].nexthops: the same nexthop is listed twice'),
+    (dict(dest='default', nexthops=[{'gateway': '198.51.100.1', 'weight': 257}, {'gateway': '203.0.113.1'}]),
+     'routes[0].nexthops[0].weight: weight 257 is out of range 1..256'),
+    (dict(dest='default', nexthops=[{'gateway': '198.51.100.1'}, {'gateway': '203.0.113.1', 'dev': 'x'}]),
+     "routes[0].nexthops[1].dev: no interface 'x'"),
+    (dict(dest='default', nexthops=[{'gateway': '198.51.100.1'}, {'gateway': '2001:db8::1'}]),
+     'routes[0]: mixed address families'),
+])
+def test_normalize_route_rejects(spec, message):
+    with pytest.raises(InputError) as caught:
+        route(**spec)
+    assert message in str(caught.value)
+
+
+def test_absent_routes_need_only_a_dest():
+    assert normalize_route({'dest': '192.0.2.0/24'}, 'routes[0]', 100, INTERFACES, absent=True)['dest'] == '192.0.2.0/24'
+
+
+@pytest.mark.parametrize('text,expected', [
+    ('192.0.2.0/24', ('ipv4', '192.0.2.0/24')),
+    ('0.0.0.0/0', ('ipv4', 'default')),
+    ('192.0.2.1/24', None),     # host bits: ipaddress explains
+    ('192.0.2.0', None),        # no length
+    ('192.000.2.0/24', None),   # not canonical
+    ('192.0.2.0/33', None),
+    ('2001:db8::/32', None),
+])
+def test_ipv4_prefix_fast_path(text, expected):
+    assert _ipv4_prefix(text) == expected
+
+
+def test_conflicting_routes_are_refused_and_duplicates_merged():
+    same = [{'dest': '192.0.2.0/24', 'dev': 'wan1'}, {'dest': '192.0.2.0/24', 'dev': 'wan1'}]
+    assert len(normalize_routes(same, 'routes', 100, INTERFACES)) == 1
+    other_metric = [{'dest': '192.0.2.0/24', 'dev': 'wan1'}, {'dest': '192.0.2.0/24', 'dev': 'wan2', 'metric': 5}]
+    assert len(normalize_routes(other_metric, 'routes', 100, INTERFACES)) == 2
+    with pytest.raises(InputError) as caught:
+        normalize_routes([{'dest': '192.0.2.0/24', 'dev': 'wan1'}, {'dest': '192.0.2.0/24', 'dev': 'wan2'}],
+                         'tables[1].routes', 100, INTERFACES)
+    assert str(caught.value).startswith('tables[1].routes[1]: conflicts with tables[1].routes[0]')
+
+
+def test_excludes():
+    assert normalize_excludes(['default', '2001:db8::/32'], 'copy_exclude') == {
+        (None, 'default'), ('ipv6', '2001:db8::/32')}
+    with pytest.raises(InputError) as caught:
+        normalize_excludes(['default', 'bad'], 'copy_exclude')
+    assert str(caught.value).startswith('copy_exclude[1]:')
+
+
+ROUND_TRIP = [
+    dict(dest='192.0.2.0/24', gateway='198.51.100.1', dev='wan1', metric=7, proto='static', src='198.51.100.2'),
+    dict(dest='192.0.2.0/24', dev='wan2'),
+    dict(dest='default', gateway='192.168.7.1', dev='wan1', onlink=True),
+    dict(dest='10.0.0.0/8', type='blackhole'),
+    dict(dest='default', nexthops=[{'gateway': '198.51.100.1', 'dev': 'wan1', 'weight': 3},
+                                   {'gateway': '203.0.113.1', 'dev': 'wan2'}], onlink=True),
+    dict(dest='2001:db8:5::/48', gateway='2001:db8:1::1', dev='wan1', metric=5),
+    dict(dest='default', nexthops=[{'gateway': '2001:db8:1::1', 'dev': 'wan1'},
+                                   {'gateway': '2001:db8:2::1', 'dev': 'wan2', 'weight': 9}]),
+]
+
+
+@pytest.mark.parametrize('spec', ROUND_TRIP)
+def test_netlink_round_trip(spec):
+    """What we send decodes back to the same route, as the kernel would dump it."""
+    wanted = route(**spec)
+    request = to_request(ADD, wanted, INTERFACES)
+    data = _netlink._encode_route(request)
+    raw = _netlink._decode_route(request['family'], data, 0, len(data))
+    assert from_netlink(raw, NAMES) == wanted
+
+
+def test_delete_request_matches_by_identity_only():
+    request = to_request(DELETE, route(dest='192.0.2.0/24', gateway='198.51.100.1', metric=9), INTERFACES)
+    assert (request['type'], request['scope'], request['proto'], request['priority']) == (0, 255, 0, 9)
+    assert 'gateway' not in request
+
+
+def test_large_table_ids_travel_in_rta_table():
+    wanted = normalize_route({'dest': 'default', 'dev': 'wan1'}, 'routes[0]', 4000000000, INTERFACES)
+    data = _netlink._encode_route(to_request(ADD, wanted, INTERFACES))
+    assert data[4] == 0  # rtm_table: RT_TABLE_UNSPEC, the id is in RTA_TABLE
+    assert _netlink._decode_route(socket.AF_INET, data, 0, len(data))['table'] == 4000000000
+
+
+def _raw(**fields):
+    raw = {'family': socket.AF_INET, 'dst_len': 24, 'src_len': 0, 'tos': 0, 'table': 100, 'proto': 2,
+           'scope': 253, 'type': 1, 'flags': 0, 'dst': '198.51.100.0', 'gateway': None, 'oif': 2,
+           'priority': 0, 'prefsrc': '198.51.100.2', 'multipath': None}
+    raw.update(fields)
+    return raw
+
+
+def test_from_netlink_skips_what_is_not_ours():
+    assert from_netlink(_raw(type=2), NAMES) is None  # local
+    assert from_netlink(_raw(type=3), NAMES) is None  # broadcast
+    assert from_netlink(_raw(src_len=64, family=socket.AF_INET6, dst='2001:db8::'), NAMES) is None
+    connected = from_netlink(_raw(flags=16), NAMES)  # linkdown is not onlink
+    assert connected['proto'] == 'kernel' and connected['scope'] == 'link' and not connected['onlink']
+    assert from_netlink(_raw(type=6, oif=1, family=socket.AF_INET6, dst='2001:db8::', dst_len=32,
+                             priority=1024, scope=0, prefsrc=None), NAMES)['dev'] is None
+
+
+def test_spec_text_and_kind_text():
+    kind = RouteKind(None, INTERFACES, {100: 'isp1'})
+    wanted = route(dest='192.0.2.0/24', gateway='198.51.100.1', dev='wan1', proto='static', metric=5)
+    assert kind.text(ADD, wanted) == 'ip route add 192.0.2.0/24 via 198.51.100.1 dev wan1 table isp1 proto static metric 5'
+    assert kind.text(DELETE, wanted).startswith('ip route del 192.0.2.0/24 ')
+    six = route(dest='default', type='unreachable', family='ipv6')
+    assert kind.text(REPLACE, six) == 'ip -6 route replace unreachable default table isp1'
+    assert kind.render(six) == 'ipv6 unreachable default table isp1'
+    assert spec_text(route(dest='192.0.2.0/24', dev='wan1', scope='global'), '7') == \
+        '192.0.2.0/24 dev wan1 table 7 scope global'
+
+
+def test_complete_takes_the_interface_the_kernel_chose():
+    wanted = route(dest='default', gateway='198.51.100.1')
+    have = dict(wanted, dev='wan1')
+    assert complete(wanted, have) == have
+    assert complete(wanted, dict(have, gateway='198.51.100.9'))['dev'] is None
+    multi = route(dest='default', nexthops=[{'gateway': '198.51.100.1'}, {'gateway': '203.0.113.1', 'dev': 'wan2'}])
+    kernel = dict(multi, nexthops=(('198.51.100.1', 'wan1', 1), ('203.0.113.1', 'wan2', 1)))
+    assert complete(multi, kernel) == kernel
+
+
+def test_table_entries_single_and_list_form():
+    single = table_entries({'table': '5', 'routes': None, 'purge': None, 'copy_from': None, 'copy_exclude': None,
+                            'family': None, 'state': 'present', 'tables': None})
+    assert single == [('', {'table': '5', 'routes': [], 'purge': False, 'copy_from': None, 'copy_exclude': [],
+                            'family': None, 'state': 'present'})]
+    listed = table_entries({'state': 'absent', 'tables': [{'table': '5', 'state': None}, {'table': '6', 'state': 'present'}]})
+    assert [(field, entry['state']) for field, entry in listed] == [('tables[0].', 'absent'), ('tables[1].', 'present')]
+
+
+class _Kind(RouteKind):
+    def __init__(self):
+        super(_Kind, self).__init__(None, INTERFACES, {})
+
+
+def _target(**entry):
+    base = {'table': '4', 'routes': [], 'purge': False, 'copy_from': None, 'copy_exclude': [],
+            'family': None, 'state': 'present'}
+    base.update(entry)
+    return TableTarget('', base, None, {'main': 254}, INTERFACES, None)
+
+
+def test_copy_from_plan():
+    main = [
+        from_netlink(_raw(table=254), NAMES),  # connected route: copied as proto boot
+        route(dest='default', gateway='198.51.100.1', dev='wan1'),
+        route(dest='10.0.0.0/8', gateway='198.51.100.1', dev='wan1', metric=5),
+    ]
+    main = [dict(item, table=254) for item in main]
+    kernel = {('ipv4', 254): main}
+    target = _target(copy_from='main', copy_exclude=['default'], family='ipv4',
+                     routes=[{'dest': '10.0.0.0/8', 'type': 'blackhole', 'metric': 5}])
+    plan = target.plan(_Kind(), lambda family, table: kernel.get((family, table), []))
+    assert plan.commands == [
+        'ip route add 198.51.100.0/24 dev wan1 table 4 src 198.51.100.2',
+        'ip route add blackhole 10.0.0.0/8 table 4 metric 5',  # the listed route wins
+    ]
+
+
+def test_purge_never_owns_kernel_routes():
+    connected = from_netlink(_raw(table=4), NAMES)
+    stale = dict(route(dest='10.0.0.0/8', gateway='198.51.100.1', dev='wan1'), table=4)
+    kernel = {('ipv4', 4): [connected, stale]}
+    plan = _target(purge=True, family='ipv4').plan(_Kind(), lambda family, table: kernel.get((family, table), []))
+    assert plan.commands == ['ip route del 10.0.0.0/8 via 198.51.100.1 dev wan1 table 4']
+    assert key(stale) == ('ipv4', 4, '10.0.0.0/8', 0, 0)
+
+
+@pytest.mark.parametrize('table,message', [
+    ('local', 'table: table local (255)'),
+    ('255', 'table: table local (255)'),
+    ('0', 'table: table id 0 is out of range'),
+    ('nope', "table: unknown routing table name 'nope'"),
+])
+def test_bad_tables(table, message):
+    with pytest.raises(InputError) as caught:
+        TableTarget('', {'table': table, 'routes': [], 'purge': False, 'copy_from': None, 'copy_exclude': [],
+                         'family': None, 'state': 'present'}, None, {'main': 254, 'local': 255}, INTERFACES, None)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize('sizes,expected', [
+    ([], []),
+    ([100] * 3, [(0, 3)]),
+    ([30000, 30000, 30000], [(0, 2), (2, 1)]),   # 64 KiB per send
+    ([70000, 10], [(0, 1), (1, 1)]),             # an oversized request still goes, alone
+])
+def test_requests_are_sent_in_batches_of_64k(sizes, expected):
+    batches = list(_netlink._batches([b'x' * size for size in sizes]))
+    assert [(start, len(chunk)) for start, chunk in batches] == expected
