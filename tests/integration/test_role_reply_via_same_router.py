@@ -11,7 +11,7 @@ import pytest
 
 from tests.lab import topologies
 from tests.lab.lab import LabCommandError
-from tests.lab.playbook import run_playbook
+from tests.lab.playbook import run_playbook, snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,6 @@ PLAYBOOK = '''---
 '''
 
 STATE_FILE = 'netpolicy/routing/reply_via_same_router.json'
-SYSCTL_FILE = 'sysctl.d/60-netpolicy-reply_via_same_router.conf'
 THREE_ROUTERS = [
     {'name': 'router2', 'mac': '52:54:00:00:02:01', 'interface': 'eth0', 'gateway': '192.168.1.2',
      'exclude_sources': ['192.168.1.0/24']},
@@ -49,21 +48,6 @@ def apply(lab, tmp_path, target, routers, check=False, **variables):
 def reaches(lab, router, port=80, count=2):
     """True when every new connection from the internet through ``router`` is answered."""
     return all(lab.connect('server', ROUTER_WAN[router], port, count=count, timeout=1.5))
-
-
-def snapshot(lab, node):
-    """Everything the role may change on ``node``, as text."""
-    parts = [lab.ip(node, '-4', 'rule').stdout, lab.ip(node, '-6', 'rule').stdout,
-             lab.run(node, 'nft', 'list', 'ruleset').stdout]
-    for table in ('301', '302', '303'):
-        parts.append(lab.ip(node, 'route', 'show', 'table', table, check=False).stdout)
-    for path in ('iproute2/rt_tables.d/netpolicy.conf', STATE_FILE, SYSCTL_FILE):
-        try:
-            with open('%s/%s' % (lab.etc(node), path)) as handle:
-                parts.append(handle.read())
-        except FileNotFoundError:
-            parts.append('-')
-    return parts
 
 
 BAD_INPUT = [

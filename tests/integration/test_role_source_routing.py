@@ -7,13 +7,12 @@ so the pinned host's replies, which arrive on wan2 while the main table routes
 the server by wan1, only get through because the role made wan2 loose.
 """
 import os
-import re
 
 import pytest
 
 from tests.lab import topologies
 from tests.lab.lab import LabCommandError
-from tests.lab.playbook import REPO, run_playbook
+from tests.lab.playbook import REPO, recap, run_playbook, snapshot
 
 SEED001 = os.path.join(REPO, 'playbooks', 'seed001_source_host.yml')
 SEED003 = os.path.join(REPO, 'playbooks', 'seed003_source_service.yml')
@@ -26,30 +25,6 @@ V6 = {'name': 'client2v6', 'from': ['2001:db8:1:1::11'], 'interface': 'wan2',
       'gateway': '2001:db8:2::1', 'snat': 'masquerade'}
 
 pytestmark = pytest.mark.slow
-
-
-def recap(proc):
-    line = [line for line in proc.stdout.splitlines() if line.startswith('router ')][-1]
-    return {key: int(value) for key, value in re.findall(r'(\w+)=(\d+)', line)}
-
-
-def snapshot(lab):
-    """Everything the role may touch on the router."""
-    etc = lab.etc('router')
-    files = {}
-    for path in ('iproute2/rt_tables.d', 'netpolicy', 'sysctl.d'):
-        for root, dirs, names in os.walk(os.path.join(etc, path)):
-            for name in names:
-                with open(os.path.join(root, name)) as handle:
-                    files[os.path.join(root, name)] = handle.read()
-    return {
-        'rules': lab.ip('router', 'rule').stdout + lab.ip('router', '-6', 'rule').stdout,
-        'routes': lab.ip('router', 'route', 'show', 'table', 'all').stdout,
-        'routes6': lab.ip('router', '-6', 'route', 'show', 'table', 'all').stdout,
-        'nft': lab.run('router', 'nft', 'list', 'ruleset').stdout,
-        'rp_filter': [lab.sysctl('router', 'net.ipv4.conf.%s.rp_filter' % name) for name in ('wan1', 'wan2', 'wan3')],
-        'files': files,
-    }
 
 
 def uplinks(lab, node, host, port, count=2):

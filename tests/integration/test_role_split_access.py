@@ -13,7 +13,7 @@ import pytest
 
 from tests.lab import topologies
 from tests.lab.lab import LabCommandError
-from tests.lab.playbook import REPO, run_playbook
+from tests.lab.playbook import REPO, recap, run_playbook, snapshot
 
 PLAYBOOK = os.path.join(REPO, 'playbooks', 'seed002_split_access.yml')
 SEED003 = os.path.join(REPO, 'playbooks', 'seed003_dsl_cable.yml')
@@ -29,29 +29,6 @@ pytestmark = pytest.mark.slow
 def pipelining(monkeypatch):
     # as on a real router: one process per task, no temporary files
     monkeypatch.setenv('ANSIBLE_PIPELINING', '1')
-
-
-def recap(proc):
-    """{'ok': N, 'changed': N, ...} of the router in the PLAY RECAP."""
-    line = [line for line in proc.stdout.splitlines() if line.startswith('router ')][-1]
-    return {key: int(value) for key, value in re.findall(r'(\w+)=(\d+)', line)}
-
-
-def snapshot(lab):
-    """Everything the role may touch on the router."""
-    etc = lab.etc('router')
-    files = {}
-    for path in ('iproute2/rt_tables.d', 'netpolicy', 'sysctl.d'):
-        for root, dirs, names in os.walk(os.path.join(etc, path)):
-            for name in names:
-                with open(os.path.join(root, name)) as handle:
-                    files[os.path.join(root, name)] = handle.read()
-    return {
-        'rules': lab.ip('router', 'rule').stdout,
-        'routes': lab.ip('router', 'route', 'show', 'table', 'all').stdout,
-        'nft': lab.run('router', 'nft', 'list', 'ruleset').stdout,
-        'files': files,
-    }
 
 
 def split(lab, node, count, **kwargs):

@@ -3,6 +3,7 @@ through the collection's netns connection plugin (how the demo applies a
 recipe, and how a test can drive a role end to end)."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -50,3 +51,29 @@ def playbook(path, extra_vars=None, nodes=None):
     def apply(lab):
         run_playbook(lab, os.path.join(REPO, path), extra_vars=extra_vars, nodes=nodes)
     return apply
+
+
+def recap(proc, host='router'):
+    """{'ok': N, 'changed': N, ...} of ``host`` in the PLAY RECAP of a run."""
+    line = [line for line in proc.stdout.splitlines() if line.startswith(host + ' ')][-1]
+    return {key: int(value) for key, value in re.findall(r'(\w+)=(\d+)', line)}
+
+
+def snapshot(lab, node='router'):
+    """Everything a role may change on ``node``: rules, routes of every table and
+    nftables (IPv4 and IPv6), reverse-path filters, and the node's files under
+    /etc that the roles write (table names, saved state, sysctl.d)."""
+    files = {}
+    for path in ('iproute2/rt_tables.d', 'netpolicy', 'sysctl.d'):
+        for root, _dirs, names in os.walk(os.path.join(lab.etc(node), path)):
+            for name in names:
+                with open(os.path.join(root, name)) as handle:
+                    files[os.path.join(root, name)] = handle.read()
+    return {
+        'rules': lab.ip(node, '-4', 'rule').stdout + lab.ip(node, '-6', 'rule').stdout,
+        'routes': lab.ip(node, '-4', 'route', 'show', 'table', 'all').stdout
+        + lab.ip(node, '-6', 'route', 'show', 'table', 'all').stdout,
+        'nft': lab.run(node, 'nft', 'list', 'ruleset').stdout,
+        'rp_filter': lab.run(node, 'sysctl', '-r', r'\.rp_filter$', '-a').stdout,
+        'files': files,
+    }
