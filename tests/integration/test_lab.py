@@ -312,7 +312,7 @@ def test_cli_up_status_down():
 
 
 def test_demo_prints_the_baseline():
-    proc = subprocess.run([sys.executable, '-m', 'tests.lab.demo'], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, '-m', 'tests.lab.demo', 'baseline'], capture_output=True, text=True,
                           cwd=REPO, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     rows = [line.split() for line in proc.stdout.splitlines() if '->' in line]
