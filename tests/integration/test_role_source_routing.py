@@ -84,6 +84,13 @@ def test_seeds_001_and_003_then_removal(lab):
     assert oct(os.stat(os.path.join(lab.etc('router'), 'netpolicy', 'routing', 'source_routing.json')).st_mode)[-3:] \
         == '600'
 
+    # drift: a NAT rule removed by hand is put back by the next run, and only then is it unchanged
+    applied = lab.run('router', 'nft', 'list', 'table', 'inet', 'netpolicy_source_routing').stdout
+    lab.run('router', 'nft', 'flush', 'chain', 'inet', 'netpolicy_source_routing', 'postrouting')
+    assert recap(apply(lab, [MACBOOK, DSL, V6]))['changed'] == 1
+    assert lab.run('router', 'nft', 'list', 'table', 'inet', 'netpolicy_source_routing').stdout == applied
+    assert lab.connect('client1', SERVER, 5001) == ['192.0.2.2']
+
     # seed 003 alone: the pinned host's rule, table, name and NAT go, the rest stays
     assert recap(run_playbook(lab, SEED003))['changed'] > 0
     rules = lab.ip('router', 'rule').stdout
