@@ -78,20 +78,6 @@ def connect():
     return IPRoute()
 
 
-def interface_index(ipr, name):
-    """The ifindex of interface ``name``, or None."""
-    found = ipr.link_lookup(ifname=name)
-    return found[0] if found else None
-
-
-def interface_names(ipr):
-    """{ifindex: name} of every interface in the current namespace."""
-    names = {}
-    for link in ipr.get_links():
-        names[link['index']] = link.get_attr('IFLA_IFNAME')
-    return names
-
-
 # Routes travel in bulk (10,000 in one task), so they use a lean rtnetlink
 # codec on a plain netlink socket: with pyroute2, adding a route (one call,
 # one ack) costs 0.3-0.6 ms and parsing one from a dump 0.07-0.12 ms; batches

@@ -65,6 +65,4 @@ def run_module(name, args, check=False, diff=False, python=None, env=None):
                              % (name, proc.returncode, proc.stdout, proc.stderr))
     result['rc'] = proc.returncode
     result['stderr'] = proc.stderr
-    if 'exception' in result and 'Traceback' in result.get('exception', '') and 'missing_required' not in result.get('msg', ''):
-        pass
     return result
