@@ -5,14 +5,17 @@ temporary collections path; ansible-doc and a playbook then run with only that
 path configured (ANSIBLE_COLLECTIONS_PATH, no sys.path scan, a working directory
 outside the checkout), so nothing can come from the source tree.
 """
+import ast
 import fnmatch
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
 
 import pytest
+import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
@@ -67,6 +70,40 @@ def source_plugins(kind):
     directory = os.path.join(REPO, 'plugins', kind)
     return sorted(name[:-3] for name in os.listdir(directory)
                   if name.endswith('.py') and not name.startswith('_'))
+
+
+def source_roles():
+    """Every role directory of the source tree (each must document itself in meta/argument_specs.yml)."""
+    directory = os.path.join(REPO, 'roles')
+    return sorted(name for name in os.listdir(directory) if os.path.isdir(os.path.join(directory, name)))
+
+
+def source_options(kind, name):
+    """The options a plugin declares in its own DOCUMENTATION (doc fragments add more)."""
+    with open(os.path.join(REPO, 'plugins', kind, name + '.py')) as handle:
+        tree = ast.parse(handle.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [target.id for target in node.targets] == ['DOCUMENTATION']:
+            return set((yaml.safe_load(ast.literal_eval(node.value)) or {}).get('options') or {})
+    raise AssertionError('%s/%s.py has no DOCUMENTATION' % (kind, name))
+
+
+def shown_options(text):
+    """Top-level option names in the OPTIONS sections of ansible-doc's text output.
+
+    A section starts at `OPTIONS (= indicates it is required):` (`Options` for a role's
+    entry point) and ends at the next unindented line that is not an option (`- name`,
+    or `= name` when required), such as `ATTRIBUTES:` or `EXAMPLES:`.
+    """
+    names, inside = set(), False
+    for line in text.splitlines():
+        if re.match(r'(OPTIONS|Options) \(', line):
+            inside = True
+        elif inside and re.match(r'[-=] \S', line):
+            names.add(line[2:].split()[0])
+        elif line[:1].strip():
+            inside = False
+    return names
 
 
 def run(argv, env, cwd):
@@ -138,6 +175,34 @@ def test_ansible_doc(installed, kind, name):
     doc = json.loads(out)[fqcn]['doc']
     assert doc['filename'].startswith(str(collections) + os.sep), doc['filename']
     assert doc['short_description']
+    directory = 'modules' if kind == 'module' else kind
+    assert source_options(directory, name) - set(doc['options']) == set()
+    # What an operator reads: `ansible-doc NAME` shows every option.
+    text = run([os.path.join(BIN, 'ansible-doc'), '-t', kind, fqcn], env, str(work))
+    assert shown_options(text) == set(doc['options'])
+
+
+@pytest.mark.parametrize('role', source_roles())
+def test_ansible_doc_role(installed, role):
+    tarball, collections, env, work = installed
+    fqcn = 'netpolicy.routing.' + role
+    with open(os.path.join(REPO, 'roles', role, 'meta', 'argument_specs.yml')) as handle:
+        specs = yaml.safe_load(handle)['argument_specs']
+    out = run([os.path.join(BIN, 'ansible-doc'), '--json', '-t', 'role', fqcn], env, str(work))
+    doc = json.loads(out)[fqcn]
+    assert doc['path'].startswith(str(collections) + os.sep), doc['path']
+    assert sorted(doc['entry_points']) == sorted(specs)
+    for entry_point, spec in specs.items():
+        assert doc['entry_points'][entry_point]['short_description']
+        assert set(doc['entry_points'][entry_point]['options']) == set(spec.get('options') or {})
+    text = run([os.path.join(BIN, 'ansible-doc'), '-t', 'role', fqcn], env, str(work))
+    assert shown_options(text) == set().union(*(spec.get('options') or {} for spec in specs.values()))
+
+
+def test_ansible_doc_lists_every_role(installed):
+    tarball, collections, env, work = installed
+    out = run([os.path.join(BIN, 'ansible-doc'), '--json', '-t', 'role', '-l', 'netpolicy.routing'], env, str(work))
+    assert sorted(json.loads(out)) == ['netpolicy.routing.' + name for name in source_roles()]
 
 
 @pytest.mark.parametrize('kind, directory', [('module', 'modules'), ('connection', 'connection')])
