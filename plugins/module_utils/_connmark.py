@@ -25,8 +25,6 @@ import os
 import re
 import subprocess
 
-from ansible.module_utils.six import integer_types, string_types
-
 from ansible_collections.netpolicy.routing.plugins.module_utils._engine import InputError
 from ansible_collections.netpolicy.routing.plugins.module_utils._module import NETNS_SPEC
 
@@ -70,7 +68,7 @@ def normalize(params):
     Only what can be checked without the kernel; ``check_interfaces`` does the rest.
     """
     name = params['name']
-    if not isinstance(name, string_types) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.match(name):
         raise InputError('name', 'use a letter then up to 19 letters, digits or _ (it names an nftables table '
                                  'and iptables chains): %r' % (name,))
     mask = params.get('mask')
@@ -108,7 +106,7 @@ def normalize(params):
 
 def normalize_entry(field, raw, mask):
     mark = raw.get('mark')
-    if not isinstance(mark, integer_types) or isinstance(mark, bool):
+    if not isinstance(mark, int) or isinstance(mark, bool):
         raise InputError(field + '.mark', 'must be an integer: %r' % (mark,))
     if mark <= 0 or mark > MAX_MARK:
         raise InputError(field + '.mark', 'must be between 0x1 and 0xffffffff: %d' % mark)
@@ -168,7 +166,7 @@ def match_key(entry):
 
 
 def check_ifname(field, value):
-    if not isinstance(value, string_types) or not IFNAME_RE.match(value):
+    if not isinstance(value, str) or not IFNAME_RE.match(value):
         raise InputError(field, 'not an interface name: %r' % (value,))
 
 
@@ -199,7 +197,7 @@ def parse_port_range(field, value):
     """(low, high) from 80, '80', '8000-8100' or '8000:8100'."""
     if isinstance(value, bool):
         raise InputError(field, 'not a port or port range: %r' % (value,))
-    if isinstance(value, integer_types):
+    if isinstance(value, int):
         low = high = value
     else:
         parts = re.split(r'[-:]', str(value).strip())

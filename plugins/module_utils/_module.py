@@ -8,8 +8,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.module_utils.basic import missing_required_lib
-
 from ansible_collections.netpolicy.routing.plugins.module_utils._engine import EngineError, InputError
 from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
 
@@ -17,6 +15,9 @@ NETNS_SPEC = dict(netns=dict(type='str'))
 
 
 def require_pyroute2(module):
+    # Imported here: the agent on the router imports this file without Ansible installed.
+    from ansible.module_utils.basic import missing_required_lib
+
     if not _netlink.HAS_PYROUTE2:
         module.fail_json(msg=missing_required_lib('pyroute2 (Debian: python3-pyroute2)'),
                          exception=_netlink.PYROUTE2_IMPORT_ERROR)

@@ -93,6 +93,10 @@ SO_RCVBUFFORCE = 33
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
+RTM_NEWLINK = 16
+RTM_DELLINK = 17
+RTM_NEWADDR = 20
+RTM_DELADDR = 21
 RTM_NEWROUTE = 24
 RTM_DELROUTE = 25
 RTM_GETROUTE = 26
@@ -114,6 +118,16 @@ RTA_PRIORITY = 6
 RTA_PREFSRC = 7
 RTA_MULTIPATH = 9
 RTA_TABLE = 15
+IFLA_IFNAME = 3
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000
+RTMGRP_LINK = 0x1
+RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV6_IFADDR = 0x100
+RTMGRP_IPV6_ROUTE = 0x400
 
 ROUTE_WRITE_FLAGS = {
     'add': NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL,
@@ -124,6 +138,8 @@ ROUTE_WRITE_FLAGS = {
 _NLMSGHDR = struct.Struct('=IHHII')
 _RTMSG = struct.Struct('=BBBBBBBBI')
 _RTATTR = struct.Struct('=HH')
+_IFINFOMSG = struct.Struct('=BxHiII')
+_IFADDRMSG = struct.Struct('=BBBBI')
 _RTNEXTHOP = struct.Struct('=HBBi')
 _U32 = struct.Struct('=I')
 _ERROR = struct.Struct('=i')
@@ -254,6 +270,89 @@ class RouteSocket:
             if failure is not None:
                 break
         return done, failure
+
+
+class EventSocket:
+    """Link, address and route events of the current namespace (what the agent waits on).
+
+    A plain netlink socket subscribed to the multicast groups: ``fileno`` for
+    select(), ``events()`` decodes what arrived without blocking.
+    """
+
+    GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 * 1024 * 1024)
+        except (OSError, socket.error):
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        self.sock.bind((0, self.GROUPS))
+        self.sock.setblocking(False)
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def close(self):
+        self.sock.close()
+
+    def events(self):
+        """Decode every message waiting: a list of event dicts (see decode_event).
+
+        An overrun socket (ENOBUFS) lost events: one ``{'kind': 'overrun'}``
+        says so, and the caller must treat everything as changed.
+        """
+        found = []
+        while True:
+            try:
+                data = self.sock.recv(256 * 1024)
+            except (BlockingIOError, InterruptedError):
+                return found
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    found.append({'kind': 'overrun'})
+                    continue
+                raise
+            offset = 0
+            while offset + _NLMSGHDR.size <= len(data):
+                length, kind, flags, seq, pid = _NLMSGHDR.unpack_from(data, offset)
+                if length < _NLMSGHDR.size:
+                    break
+                event = decode_event(kind, data, offset + _NLMSGHDR.size, offset + length)
+                if event is not None:
+                    found.append(event)
+                offset += (length + 3) & ~3
+
+
+def decode_event(kind, data, offset, end):
+    """{'kind': 'link'|'address'|'route', 'action': 'new'|'delete', ...} or None for other messages.
+
+    link: ifindex, ifname, up (administratively up and carrier); address:
+    ifindex, address; route: table.
+    """
+    if kind in (RTM_NEWLINK, RTM_DELLINK):
+        family, kind_, ifindex, flags, change = _IFINFOMSG.unpack_from(data, offset)
+        event = {'kind': 'link', 'action': 'new' if kind == RTM_NEWLINK else 'delete', 'ifindex': ifindex,
+                 'ifname': None, 'up': bool(flags & IFF_UP) and bool(flags & IFF_LOWER_UP)}
+        for attr, payload in _attrs(data, offset + _IFINFOMSG.size, end):
+            if attr == IFLA_IFNAME:
+                event['ifname'] = payload.split(b'\0', 1)[0].decode('utf-8', 'replace')
+        return event
+    if kind in (RTM_NEWADDR, RTM_DELADDR):
+        family, prefixlen, flags, scope, ifindex = _IFADDRMSG.unpack_from(data, offset)
+        event = {'kind': 'address', 'action': 'new' if kind == RTM_NEWADDR else 'delete', 'ifindex': ifindex,
+                 'address': None}
+        for attr, payload in _attrs(data, offset + _IFADDRMSG.size, end):
+            if attr == IFA_LOCAL or (attr == IFA_ADDRESS and event['address'] is None):
+                event['address'] = '%s/%d' % (socket.inet_ntop(family, payload), prefixlen)
+        return event
+    if kind in (RTM_NEWROUTE, RTM_DELROUTE):
+        table = _RTMSG.unpack_from(data, offset)[4]
+        for attr, payload in _attrs(data, offset + _RTMSG.size, end):
+            if attr == RTA_TABLE:
+                table = _U32.unpack(payload[:4])[0]
+        return {'kind': 'route', 'action': 'new' if kind == RTM_NEWROUTE else 'delete', 'table': table}
+    return None
 
 
 def _batches(bodies):

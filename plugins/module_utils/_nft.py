@@ -150,31 +150,40 @@ class NftBackend:
     def read(self, name):
         """[item] of the table ``name`` owns in the kernel, or []."""
         table = table_name(name)
+        text = self.read_table(table)
+        return [] if text is None else [{'table': table, 'text': text}]
+
+    def read_table(self, table):
+        """nft's listing of table inet ``table`` without counter values, or None when there is none."""
         rc, out, err = run_tool([self.nft, 'list', 'tables', FAMILY])
         if rc != 0:
             raise EngineError('nft list tables failed: %s' % err.strip())
         if 'table %s %s' % (FAMILY, table) not in out.splitlines():
-            return []
-        rc, out, err = run_tool([self.nft, 'list', 'table', FAMILY, table])
+            return None
+        # -s (stateless): counter values are not part of what a rule set is.
+        rc, out, err = run_tool([self.nft, '-s', 'list', 'table', FAMILY, table])
         if rc != 0:
             raise EngineError('nft list table %s %s failed: %s' % (FAMILY, table, err.strip()))
-        return [{'table': table, 'text': out}]
+        return out
 
     def desired(self, model):
         """[item] for ``model``, in nft's own printing (see the module docstring)."""
         table = table_name(model['name'])
-        script = render(model)
+        return [{'table': table, 'text': self.listing_of(table, render(model))}]
+
+    def listing_of(self, table, script):
+        """How nft lists table inet ``table`` once ``script`` is loaded: learnt in a scratch namespace."""
         try:
             # Two nft runs: a list in the same file as the load prints the
             # table as it was before that file's transaction.
-            rc, out, err = in_scratch_netns(['/bin/sh', '-c', '"$0" -f - && "$0" list table %s %s' % (FAMILY, table),
+            rc, out, err = in_scratch_netns(['/bin/sh', '-c', '"$0" -f - && "$0" -s list table %s %s' % (FAMILY, table),
                                              self.nft], script)
         except OSError as exc:
             raise EngineError('cannot check the rule set in a scratch network namespace: %s' % exc)
         if rc != 0:
             raise EngineError('could not load the rule set into a scratch network namespace to check it '
                               '(nothing was changed): %s\n%s' % (err.strip(), script))
-        return [{'table': table, 'text': out}]
+        return out
 
     def absent(self, name):
         """Items naming what ``state: absent`` removes."""

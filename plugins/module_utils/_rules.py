@@ -19,8 +19,6 @@ __metaclass__ = type
 import ipaddress
 import socket
 
-from ansible.module_utils.six import integer_types
-
 from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
 from ansible_collections.netpolicy.routing.plugins.module_utils._engine import (
     ADD, DELETE, ApplyError, EngineError, InputError, Kind, Op, Plan, build_plan, execute)
@@ -93,7 +91,7 @@ def _number(value, field, what, low=0, high=U32_MAX):
     """An int from an int or a decimal / 0x hex string, within low..high."""
     if isinstance(value, bool):
         raise InputError(field, 'not %s: %r' % (what, value))
-    if isinstance(value, integer_types):
+    if isinstance(value, int):
         number = value
     else:
         try:

@@ -380,10 +380,17 @@ class Lab:
         run with ``python`` (default Debian's, as on a router; None: discover)."""
         hosts = {}
         for node in nodes or self.nodes:
-            hosts[node] = {'ansible_connection': 'netpolicy.routing.netns', 'ansible_host': self.name(node)}
+            hosts[node] = {'ansible_connection': 'netpolicy.routing.netns', 'ansible_host': self.name(node),
+                           # the agent the roles install: in the lab's directory, not the host's /usr/local
+                           'agent_command': self.agent_command(node),
+                           'agent_library': os.path.join(self.state_dir, 'agent', node, 'lib')}
             if python:
                 hosts[node]['ansible_python_interpreter'] = python
         return {'all': {'hosts': hosts}}
+
+    def agent_command(self, node):
+        """Where the roles install the agent command for ``node`` (see inventory)."""
+        return os.path.join(self.state_dir, 'agent', node, 'bin', 'netpolicy-routing')
 
     # commands
 

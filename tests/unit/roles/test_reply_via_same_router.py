@@ -34,6 +34,7 @@ def test_seed004_state():
     desired = state([dict(ROUTER2, exclude_sources=['192.168.1.0/24'], services=[{'proto': 'tcp', 'port': 80}],
                           mark=2, table=200)])
     assert desired == {
+        'role': 'reply_via_same_router', 'version': 1,
         'rt_tables_entry': {'entries': [{'name': 'router2', 'id': 200}]},
         'route_table': {'tables': [{'table': '200', 'purge': True,
                                     'routes': [{'dest': 'default', 'gateway': '192.168.1.2', 'dev': 'eth0'}]}]},

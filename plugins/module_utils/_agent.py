@@ -1,0 +1,611 @@
+# -*- coding: utf-8 -*-
+# Copyright: netpolicy.routing contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Private to this collection: the agent ``netpolicy-routing`` (apply, watch, status).
+
+The roles save what they applied in ``/etc/netpolicy/routing/<role>.json``:
+the arguments of each module task they ran, plus the sysctls and the nftables
+file they keep. The agent puts that state back with the modules' own
+``change`` functions (the same engine, plan and verify), so a reboot, a link
+that went down and up, or a new address on a masquerade uplink ends in the
+state the play left.
+
+The state file, version 1 (sections are optional; other keys are the role's
+own bookkeeping and are not read here)::
+
+    {"role": "split_access", "version": 1,
+     "rt_tables_entry": {module arguments},
+     "sysctl": {"file": "/etc/sysctl.d/...", "values": {"net.ipv4.ip_forward": 1}},
+     "route_table": {"tables": [...]},            # applied table by table
+     "ip_rule": {module arguments},
+     "address_rules": [{"interface": "wan2", "priority": 3201, "table": "102", "family": "ipv4"}],
+     "nftables": {"table": "inet netpolicy_split_access", "file": "/etc/netpolicy/routing/split_access.nft"},
+     "connmark_return": {module arguments}}
+
+``address_rules`` are rules from the current addresses of an interface
+(a masquerade uplink whose address the ISP gives): each becomes an ``ip_rule``
+rule ``from ADDRESS`` when the state is applied.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+
+from ansible_collections.netpolicy.routing.plugins.module_utils._engine import EngineError, InputError
+from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
+from ansible_collections.netpolicy.routing.plugins.module_utils import _connmark_return
+from ansible_collections.netpolicy.routing.plugins.module_utils import _routes
+from ansible_collections.netpolicy.routing.plugins.module_utils import _rt_tables
+from ansible_collections.netpolicy.routing.plugins.module_utils import _rules
+from ansible_collections.netpolicy.routing.plugins.module_utils._connmark import CONNMARK_SPEC, run_tool
+from ansible_collections.netpolicy.routing.plugins.module_utils._nft import NftBackend
+from ansible_collections.netpolicy.routing.plugins.module_utils._spec import check_params
+
+STATE_DIR = '/etc/netpolicy/routing'
+STATE_VERSION = 1
+# The roles, in the order their states are applied (their rule priorities, low first).
+ROLES = ('reply_via_same_router', 'source_routing', 'split_access')
+SECTIONS = ('rt_tables_entry', 'sysctl', 'route_table', 'ip_rule', 'address_rules', 'nftables', 'connmark_return')
+# Keys whose values name interfaces a state depends on.
+INTERFACE_KEYS = ('dev', 'interface', 'in_interface', 'iif', 'oif')
+# After an event, wait this long for the burst to end, then re-apply (well within 1 s).
+SETTLE = 0.2
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class StateFileError(Exception):
+    """A state file that is not ours or is damaged: reported, never applied."""
+
+
+# ---------------------------------------------------------------- reading the states
+
+def read_state(path):
+    """The checked state in ``path``, or StateFileError saying what is wrong with it."""
+    try:
+        with open(path, 'rb') as handle:
+            data = handle.read()
+    except (IOError, OSError) as exc:
+        raise StateFileError('cannot read it: %s' % exc)
+    try:
+        state = json.loads(data.decode('utf-8'))
+    except ValueError as exc:  # UnicodeDecodeError is one too
+        raise StateFileError('not JSON (%s)' % exc)
+    check_state(state, os.path.basename(path))
+    return state
+
+
+def check_state(state, filename):
+    """StateFileError unless ``state`` is a version-1 state of the role its file is named after."""
+    if not isinstance(state, dict) or 'role' not in state:
+        raise StateFileError('not a netpolicy.routing state (no "role")')
+    role = state['role']
+    if role not in ROLES:
+        raise StateFileError('unknown role %r (known: %s)' % (role, ', '.join(ROLES)))
+    if filename != role + '.json':
+        raise StateFileError('holds the state of %s, so it should be named %s.json' % (role, role))
+    version = state.get('version')
+    if not isinstance(version, int) or isinstance(version, bool) or version != STATE_VERSION:
+        raise StateFileError('state version %r, this agent reads version %d' % (version, STATE_VERSION))
+    for section in SECTIONS:
+        if section in state and not isinstance(state[section], list if section == 'address_rules' else dict):
+            raise StateFileError('section %s is not a %s' % (section, 'list' if section == 'address_rules' else 'mapping'))
+
+
+def read_states(directory):
+    """([(role, state)] in apply order, [(path, problem)]) of the ``*.json`` files in ``directory``."""
+    states, problems = [], []
+    try:
+        names = sorted(name for name in os.listdir(directory) if name.endswith('.json'))
+    except (IOError, OSError) as exc:
+        if getattr(exc, 'errno', None) == 2:
+            return states, problems
+        return states, [(directory, 'cannot list it: %s' % exc)]
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            state = read_state(path)
+        except StateFileError as exc:
+            problems.append((path, str(exc)))
+            continue
+        states.append((state['role'], state))
+    states.sort(key=lambda pair: ROLES.index(pair[0]))
+    return states, problems
+
+
+def interfaces_of(state):
+    """The names of the interfaces ``state`` refers to (a change of one means: apply it again)."""
+    found = set()
+
+    def walk(value, key=None):
+        if isinstance(value, dict):
+            for name, item in value.items():
+                walk(item, name)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, key)
+        elif key in INTERFACE_KEYS and isinstance(value, str) and value:
+            found.add(value)
+
+    for section in SECTIONS:
+        walk(state.get(section))
+    found.update(((state.get('connmark_return') or {}).get('restore_on') or {}).get('prerouting') or [])
+    for key in (state.get('sysctl') or {}).get('values') or {}:
+        parts = key.split('.')
+        if len(parts) == 5 and parts[2] == 'conf' and parts[3] not in ('all', 'default'):
+            found.add(parts[3].replace('/', '.'))
+    return found
+
+
+def tables_of(state):
+    """(tables whose routes ``state`` sets, tables it copies routes from), names or numbers as written."""
+    tables = [table for table in state.get('route_table', {}).get('tables') or [] if isinstance(table, dict)]
+    return ([table['table'] for table in tables if table.get('table') is not None],
+            [table['copy_from'] for table in tables if table.get('copy_from') is not None])
+
+
+# ---------------------------------------------------------------- applying one state
+
+class Report:
+    """What applying (or checking) states did: change lines and error lines, in order."""
+
+    def __init__(self):
+        self.changes = []
+        self.errors = []
+
+    def change(self, role, commands):
+        for command in commands:
+            self.changes.extend('%s: %s' % (role, line) for line in command.splitlines())
+
+    def error(self, role, where, message):
+        self.errors.append('%s: %s: %s' % (role, where, message))
+
+
+def apply_state(role, state, report, check_mode=False):
+    """Apply every section of ``state``; a failing section is reported and the others still applied."""
+    for section, where, run in steps(state):
+        try:
+            result = run(check_mode)
+        except (InputError, EngineError, StateFileError) as exc:
+            report.error(role, where, str(exc))
+        except (OSError, IOError) as exc:
+            report.error(role, where, 'failed: %s' % exc)
+        else:
+            report.change(role, result.get('commands') or [])
+
+
+def steps(state):
+    """[(section, where, run(check_mode) -> result)] in the order they must be applied."""
+    found = []
+    if 'rt_tables_entry' in state:
+        found.append(('rt_tables_entry', 'rt_tables_entry', _module_step(
+            _rt_tables.change, _rt_tables.ARGUMENT_SPEC, state['rt_tables_entry'], 'rt_tables_entry.')))
+    if 'sysctl' in state:
+        found.append(('sysctl', 'sysctl', lambda check_mode: apply_sysctls(state['sysctl'].get('values') or {},
+                                                                           check_mode)))
+    tables = (state.get('route_table') or {}).get('tables') or []
+    for index, table in enumerate(tables):
+        # One table at a time: a table whose interface is missing fails alone.
+        field = 'route_table.tables[%d]' % index
+        label = table.get('table') if isinstance(table, dict) else None
+        found.append(('route_table', field if label is None else '%s (table %s)' % (field, label),
+                      _module_step(_routes.change, _routes.ROUTE_TABLE_SPEC, {'tables': [table]}, 'route_table.',
+                                   rename=('route_table.tables[0]', field))))
+    if 'ip_rule' in state or state.get('address_rules'):
+        found.append(('ip_rule', 'ip_rule', lambda check_mode: _rules_step(state, check_mode)))
+    if 'nftables' in state:
+        found.append(('nftables', 'nftables', lambda check_mode: apply_nft_file(state['nftables'], check_mode)))
+    if 'connmark_return' in state:
+        found.append(('connmark_return', 'connmark_return', _module_step(
+            _connmark_return.change, CONNMARK_SPEC, state['connmark_return'], 'connmark_return.')))
+    return found
+
+
+def _module_step(change, spec, params, field, rename=None):
+    """run(check_mode) of a module's ``change``; ``rename`` (old, new): a field prefix to correct in errors."""
+    def run(check_mode):
+        try:
+            return change(check_params(spec, params, field), check_mode, False)
+        except InputError as exc:
+            name = exc.field or ''
+            if rename and name.startswith(rename[0]):
+                raise InputError(rename[1] + name[len(rename[0]):], str(exc)[len(exc.field) + 2:])
+            raise
+    return run
+
+
+def _rules_step(state, check_mode):
+    params = dict(state.get('ip_rule') or {})
+    rules = list(params.get('rules') or [])
+    rules.extend(address_rules(state.get('address_rules') or [], interface_addresses()))
+    params['rules'] = rules
+    return _rules.change(check_params(_rules.IP_RULE_SPEC, params, 'ip_rule.'), check_mode, False)
+
+
+def address_rules(templates, addresses):
+    """The ``ip_rule`` rules of ``templates`` for the interfaces' current ``addresses``.
+
+    ``addresses``: {ifname: [(family, address)]}. An interface without an
+    address of the family gets no rule (it gets one when an address appears).
+    """
+    rules = []
+    for index, template in enumerate(templates):
+        if not isinstance(template, dict) or not template.get('interface'):
+            raise InputError('address_rules[%d]' % index, 'expected a mapping with an interface')
+        rule = dict((key, value) for key, value in template.items() if key != 'interface')
+        family = template.get('family', 'ipv4')
+        for have_family, address in addresses.get(template['interface'], []):
+            if have_family == family:
+                rules.append(dict(rule, family=family, **{'from': address}))
+    return rules
+
+
+def interface_addresses():
+    """{ifname: [(family, address)]} of the global addresses of this namespace."""
+    names = dict((index, name) for name, index in _netlink.interface_map().items())
+    found = {}
+    ipr = _netlink.connect()
+    try:
+        for msg in ipr.get_addr():
+            if msg['scope'] != 0:
+                continue
+            family = 'ipv4' if msg['family'] == socket.AF_INET else 'ipv6'
+            address = msg.get_attr('IFA_LOCAL') or msg.get_attr('IFA_ADDRESS')
+            name = names.get(msg['index'])
+            if name and address:
+                found.setdefault(name, []).append((family, address))
+    finally:
+        ipr.close()
+    return found
+
+
+def sysctl_path(key):
+    """/proc/sys path of a sysctl key (a '/' in a key stands for a '.' in a name)."""
+    return '/proc/sys/' + '/'.join(part.replace('/', '.') for part in key.split('.'))
+
+
+def apply_sysctls(values, check_mode):
+    """Set the sysctls ``values`` {key: value}; missing keys (interface not there) are an error."""
+    commands, missing = [], []
+    for key in sorted(values):
+        want = str(values[key]).strip()
+        path = sysctl_path(key)
+        try:
+            with open(path) as handle:
+                have = handle.read().strip()
+        except (IOError, OSError):
+            missing.append(key)
+            continue
+        if have == want:
+            continue
+        commands.append('sysctl -w %s=%s' % (key, want))
+        if not check_mode:
+            with open(path, 'w') as handle:
+                handle.write(want + '\n')
+    if missing:
+        raise EngineError('no such sysctl (is the interface there?): %s; the others were set' % ', '.join(missing),
+                          commands=commands)
+    return {'changed': bool(commands), 'commands': commands}
+
+
+def apply_nft_file(section, check_mode):
+    """Load ``section['file']`` when the live table differs from what the file makes."""
+    path, qualified = section.get('file'), section.get('table') or ''
+    family, dummy, table = qualified.partition(' ')
+    if not path or family != 'inet' or not table:
+        raise InputError('nftables', 'expected {"table": "inet NAME", "file": PATH}, got %r' % (section,))
+    backend = NftBackend()
+    why_not = backend.usable()
+    if why_not is not None:
+        raise EngineError(why_not)
+    try:
+        with open(path) as handle:
+            script = handle.read()
+    except (IOError, OSError) as exc:
+        raise EngineError('cannot read %s: %s' % (path, exc))
+    want = backend.listing_of(table, script)
+    have = backend.read_table(table)
+    if have == want:
+        return {'changed': False, 'commands': []}
+    command = 'nft -f %s' % path
+    if not check_mode:
+        rc, out, err = run_tool([backend.nft, '-f', path])
+        if rc != 0:
+            raise EngineError('%s failed: %s' % (command, err.strip() or out.strip()), failed_command=command)
+    return {'changed': True, 'commands': [command]}
+
+
+def apply_all(directory, report, check_mode=False, roles=None):
+    """Apply (or check) the states in ``directory`` (only ``roles`` when given); the states applied."""
+    states, problems = read_states(directory)
+    for path, problem in problems:
+        report.errors.append('%s: not applied: %s' % (path, problem))
+    for role, state in states:
+        if roles is None or role in roles:
+            apply_state(role, state, report, check_mode)
+    return states
+
+
+# ---------------------------------------------------------------- status
+
+def uplinks_status(states):
+    """[{name, interface, up, new_connections, share}] of the split_access uplinks."""
+    uplinks = []
+    for role, state in states:
+        if role == 'split_access':
+            uplinks = [dict(name=uplink.get('name'), interface=uplink.get('interface'), mark=uplink.get('mark'))
+                       for uplink in state.get('uplinks') or []]
+    if not uplinks:
+        return []
+    links = link_states()
+    counts = uplink_counters()
+    total = sum(counts.get(uplink['mark'], 0) for uplink in uplinks)
+    for uplink in uplinks:
+        uplink['up'] = links.get(uplink['interface'])
+        uplink['new_connections'] = counts.get(uplink.pop('mark'), 0)
+        uplink['share'] = round(float(uplink['new_connections']) / total, 3) if total else None
+    return uplinks
+
+
+def link_states():
+    """{ifname: True (up with carrier) | False} of this namespace's interfaces."""
+    found = {}
+    ipr = _netlink.connect()
+    try:
+        for msg in ipr.get_links():
+            flags = msg['flags']
+            found[msg.get_attr('IFLA_IFNAME')] = bool(flags & _netlink.IFF_UP) and bool(flags & _netlink.IFF_LOWER_UP)
+    finally:
+        ipr.close()
+    return found
+
+
+def uplink_counters():
+    """{mark: packets} of the counters of split_access's uplink chains (one packet per new connection)."""
+    backend = NftBackend()
+    if backend.usable() is not None:
+        return {}
+    rc, out, err = run_tool([backend.nft, '-j', 'list', 'table', 'inet', 'netpolicy_split_access'])
+    if rc != 0:
+        return {}
+    counts = {}
+    for item in json.loads(out).get('nftables', []):
+        rule = item.get('rule')
+        if not rule or not rule.get('chain', '').startswith('uplink_'):
+            continue
+        for expr in rule.get('expr', []):
+            if 'counter' in expr:
+                try:
+                    mark = int(rule['chain'][len('uplink_'):])
+                except ValueError:
+                    continue
+                counts[mark] = counts.get(mark, 0) + expr['counter'].get('packets', 0)
+    return counts
+
+
+def status(directory):
+    """The status document: per state in sync or how it drifted; per uplink its state."""
+    states, problems = read_states(directory)
+    document = {'states': [], 'uplinks': [], 'problems': ['%s: %s' % pair for pair in problems]}
+    for role, state in states:
+        report = Report()
+        apply_state(role, state, report, check_mode=True)
+        prefix = role + ': '
+        document['states'].append({
+            'role': role,
+            'in_sync': not report.changes and not report.errors,
+            'differences': [line[len(prefix):] for line in report.changes],
+            'errors': [line[len(prefix):] for line in report.errors]})
+    document['uplinks'] = uplinks_status(states)
+    return document
+
+
+def format_status(document):
+    lines = []
+    for problem in document['problems']:
+        lines.append('not applied: %s' % problem)
+    for state in document['states']:
+        if state['in_sync']:
+            lines.append('%s: in sync with the kernel' % state['role'])
+            continue
+        counts = (state['role'], len(state['differences']), len(state['errors']))
+        lines.append('%s: drifted (%d to change, %d errors)' % counts)
+        lines.extend('  would run: %s' % line for line in state['differences'])
+        lines.extend('  error: %s' % line for line in state['errors'])
+    for uplink in document['uplinks']:
+        share = '-' if uplink['share'] is None else '%.0f%%' % (uplink['share'] * 100)
+        lines.append('uplink %s (%s): %s, new connections %d (%s)' % (
+            uplink['name'], uplink['interface'], {True: 'up', False: 'down', None: 'missing'}[uplink['up']],
+            uplink['new_connections'], share))
+    if not document['states'] and not document['problems']:
+        lines.append('no saved state')
+    return '\n'.join(lines)
+
+
+# ---------------------------------------------------------------- watch
+
+class Stop(Exception):
+    """SIGTERM or SIGINT: leave the watch loop."""
+
+
+class Signals:
+    """SIGTERM and SIGINT end the watch: at once while it waits, after the apply when one runs.
+
+    An apply is never cut in the middle, so a stop never leaves half a change.
+    """
+
+    def __init__(self):
+        self.waiting = False
+        self.received = None
+        self.previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def handle(self, signum, frame):
+        self.received = signal.Signals(signum).name
+        if self.waiting:
+            raise Stop(self.received)
+
+    def wait(self, fileobj, timeout):
+        """select() on ``fileobj``: True when it is readable; Stop on a signal."""
+        if self.received:
+            raise Stop(self.received)
+        self.waiting = True
+        try:
+            return bool(select.select([fileobj], [], [], timeout)[0])
+        finally:
+            self.waiting = False
+
+
+class Watcher:
+    """Which events matter: links and addresses of the states' interfaces, routes of their tables."""
+
+    def __init__(self, states, link_up=None):
+        self.interfaces = dict((role, interfaces_of(state)) for role, state in states)
+        names = _rt_tables.table_names()
+        # A route deleted from a table a state sets, or changed in a table it copies from.
+        self.set_tables, self.copied_tables = {}, {}
+        for role, state in states:
+            sets, copies = tables_of(state)
+            self.set_tables[role] = _table_ids(sets, names)
+            self.copied_tables[role] = _table_ids(copies, names)
+        self.link_up = dict(link_up or {})
+
+    def affected(self, event, ifnames):
+        """(roles to apply again, log line or None) for ``event``; ``ifnames`` {index: name}."""
+        if event['kind'] == 'overrun':
+            return set(self.interfaces), 'netlink events were lost: applying everything'
+        if event['kind'] == 'route':
+            roles = set(role for role, ids in self.copied_tables.items() if event['table'] in ids)
+            if event['action'] == 'delete':
+                roles.update(role for role, ids in self.set_tables.items() if event['table'] in ids)
+            return roles, None
+        name = event.get('ifname') or ifnames.get(event['ifindex'])
+        shown = name or 'interface %d' % event['ifindex']  # already gone
+        roles = set(role for role, names in self.interfaces.items() if name is None or name in names)
+        if not roles:
+            return roles, None
+        if event['kind'] == 'link':
+            if event['action'] == 'delete':
+                self.link_up.pop(name, None)
+                return roles, '%s: gone' % name
+            was = self.link_up.get(name)
+            self.link_up[name] = event['up']
+            if was == event['up']:
+                return roles, None
+            return roles, '%s: %s' % (name, 'up' if event['up'] else 'down')
+        return roles, '%s: address %s %s' % (shown, event['address'], 'added' if event['action'] == 'new' else 'removed')
+
+
+def _table_ids(tables, names):
+    ids = set()
+    for table in tables:
+        try:
+            ids.add(_rt_tables.resolve_table(table, names=names))
+        except InputError:
+            pass  # a name not known yet: its routes cannot be there either
+    return ids
+
+
+def watch(directory, log):
+    """Apply, then apply again what an event touches; returns the exit code on SIGTERM/SIGINT."""
+    events = _netlink.EventSocket()  # before the first apply: nothing in between is missed
+    try:
+        with Signals() as signals:
+            log('watching %s' % directory)
+            report = Report()
+            states = apply_all(directory, report)
+            _log_report(report, log)
+            watcher = Watcher(states)
+            pending, deadline = set(), None
+            while True:
+                timeout = None if deadline is None else max(0.0, deadline - time.time())
+                if signals.wait(events, timeout):
+                    ifnames = dict((index, name) for name, index in _netlink.interface_map().items())
+                    for event in events.events():
+                        roles, line = watcher.affected(event, ifnames)
+                        if line:
+                            log(line)
+                        if roles:
+                            pending.update(roles)
+                            deadline = deadline or time.time() + SETTLE
+                if deadline is not None and time.time() >= deadline:
+                    report = Report()
+                    states = apply_all(directory, report, roles=pending)
+                    _log_report(report, log)
+                    watcher = Watcher(states, link_up=watcher.link_up)
+                    pending, deadline = set(), None
+    except Stop as exc:
+        log('stopping (%s)' % exc)
+        return EXIT_OK
+    finally:
+        events.close()
+
+
+def _log_report(report, log):
+    for line in report.changes:
+        log(line)
+    for line in report.errors:
+        log('error: ' + line)
+
+
+# ---------------------------------------------------------------- command line
+
+USAGE = '''usage: netpolicy-routing [--state-dir DIR] COMMAND
+
+  apply           apply every saved state again (idempotent; what boot runs)
+  watch           apply, then apply again what an interface, address or route change touches
+  status [--json] per saved state: in sync with the kernel or what differs; per uplink: its state
+
+Saved states: DIR/<role>.json (default %s), written by the roles of netpolicy.routing.
+Exit codes: 0 done (status: all in sync), 1 something failed or drifted, 2 usage.''' % STATE_DIR
+
+
+def main(argv=None, out=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    out = out or sys.stdout
+
+    def log(line):
+        out.write(line + '\n')
+        out.flush()
+
+    directory = STATE_DIR
+    if argv[:1] == ['--state-dir'] and len(argv) > 1:
+        directory, argv = argv[1], argv[2:]
+    if not argv or argv[0] not in ('apply', 'watch', 'status') or argv[1:] not in ([], ['--json']) \
+            or (argv[1:] and argv[0] != 'status'):
+        log(USAGE)
+        return EXIT_USAGE
+    if not _netlink.HAS_PYROUTE2:
+        log('error: pyroute2 is missing (Debian: apt install python3-pyroute2)')
+        return EXIT_FAILED
+    command = argv[0]
+    if command == 'watch':
+        return watch(directory, log)
+    if command == 'status':
+        document = status(directory)
+        log(json.dumps(document, indent=2, sort_keys=True) if argv[1:] else format_status(document))
+        drifted = document['problems'] or not all(state['in_sync'] for state in document['states'])
+        return EXIT_FAILED if drifted else EXIT_OK
+    report = Report()
+    states = apply_all(directory, report)
+    _log_report(report, log)
+    if not report.changes and not report.errors:
+        log('%d saved state(s) applied: no change' % len(states))
+    return EXIT_FAILED if report.errors else EXIT_OK

@@ -1,0 +1,262 @@
+"""The agent netpolicy-routing, as the roles install it, on the two_isp lab with
+two roles composed on the router (tests/integration/files/agent_two_roles.yml):
+a reboot (lab torn down and built again, the router's /etc kept), an uplink
+going down and up and a masquerade uplink's new address under `watch`, damaged
+and foreign state files, `status`, and the systemd unit.
+"""
+import collections
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.lab import topologies
+from tests.lab.playbook import REPO, recap, run_playbook, snapshot
+from tests.lab.recorder import peer_text
+
+PLAYBOOK = os.path.join(REPO, 'tests', 'integration', 'files', 'agent_two_roles.yml')
+SERVER = topologies.SERVER
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def pipelining(monkeypatch):
+    monkeypatch.setenv('ANSIBLE_PIPELINING', '1')
+
+
+def split(lab, node, count, **kwargs):
+    return collections.Counter(lab.uplink_of(seen) or 'failed'
+                               for seen in lab.connect(node, SERVER, 80, count=count, timeout=2.0, **kwargs))
+
+
+def seen(lab, node, **kwargs):
+    """The source addresses the server saw for two new connections from ``node``."""
+    return [peer_text(address) if address else None
+            for address in lab.connect(node, SERVER, 80, count=2, timeout=2.0, **kwargs)]
+
+
+def agent(lab, *argv):
+    return lab.run('router', lab.agent_command('router'), *argv, check=False)
+
+
+def kernel_state(lab):
+    """Rules, routes, nftables and rp_filter of the router, and its files, as a reboot must keep them.
+
+    Not what a rebuilt lab makes different anyway: link-local addresses (new
+    MAC addresses), the order of nftables tables (the order they were made
+    in), counter values.
+    """
+    state = snapshot(lab)
+    state['routes'] = [line for line in state['routes'].splitlines() if not line.startswith('local fe80::')]
+    tables = re.split(r'(?m)^(?=table )', lab.run('router', 'nft', '-s', 'list', 'ruleset').stdout)
+    state['nft'] = sorted(tables)
+    return state
+
+
+def wait_for(condition, limit):
+    """Seconds until ``condition()`` held (polled every 20 ms); fails after ``limit`` seconds."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > limit:
+            pytest.fail('not within %.1f s' % limit)
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+class Watch:
+    """`netpolicy-routing watch` running in the router; its output lines as they come."""
+
+    def __init__(self, lab):
+        argv = ['ip', 'netns', 'exec', lab.name('router'), lab.agent_command('router'), 'watch']
+        # pylint: disable-next=consider-using-with
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip('\n'))
+
+    def saw(self, pattern):
+        return any(re.search(pattern, line) for line in self.lines)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+        finally:
+            self.reader.join(timeout=5)
+
+
+@pytest.fixture
+def router_lab(lab_factory):
+    lab = lab_factory(topologies.two_isp())
+    applied = run_playbook(lab, PLAYBOOK, nodes=['router'])
+    assert recap(applied)['failed'] == 0
+    return lab
+
+
+def test_reboot_then_apply(lab_factory, tmp_path):
+    topology = topologies.two_isp()
+    lab = lab_factory(topology)
+    # The agent outside the lab's directory, which goes with the lab.
+    agent_vars = {'agent_command': str(tmp_path / 'bin' / 'netpolicy-routing'), 'agent_library': str(tmp_path / 'lib')}
+    run_playbook(lab, PLAYBOOK, nodes=['router'], extra_vars=agent_vars)
+    states = sorted(os.listdir(os.path.join(lab.etc('router'), 'netpolicy', 'routing')))
+    assert states == ['source_routing.json', 'source_routing.nft', 'split_access.json', 'split_access.nft']
+    before = kernel_state(lab)
+
+    # The reboot: every namespace gone, the same topology built again, the router's /etc kept.
+    kept = tmp_path / 'etc'
+    shutil.copytree(lab.etc('router'), kept)
+    lab.down()
+    lab = lab_factory(topology, prefix=lab.prefix)
+    assert kernel_state(lab) != before
+    shutil.copytree(kept, lab.etc('router'), dirs_exist_ok=True)
+
+    applied = lab.run('router', agent_vars['agent_command'], 'apply', check=False)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert 'split_access: ip rule add' in applied.stdout
+    assert 'source_routing: nft -f' in applied.stdout
+    assert kernel_state(lab) == before
+
+    again = lab.run('router', agent_vars['agent_command'], 'apply', check=False)
+    assert (again.returncode, again.stdout.strip()) == (0, '2 saved state(s) applied: no change')
+    # traffic flows as before: client1 balanced, client2 by isp2 (the source policy wins)
+    assert split(lab, 'client1', 4) == {'isp1': 2, 'isp2': 2}
+    assert split(lab, 'client2', 3) == {'isp2': 3}
+
+
+def ipv4_state(lab):
+    """The router's IPv4 rules and routes (the lab's IPv6 addresses do not survive a link down) and nftables."""
+    return {'rules': lab.ip('router', '-4', 'rule').stdout,
+            'routes': lab.ip('router', '-4', 'route', 'show', 'table', 'all').stdout,
+            'nft': lab.run('router', 'nft', '-s', 'list', 'ruleset').stdout}
+
+
+def test_watch_status_and_bad_states(router_lab):
+    lab = router_lab
+    settled = ipv4_state(lab)
+    watch = Watch(lab)
+    try:
+        wait_for(lambda: watch.saw('^watching '), 10)
+        time.sleep(0.3)  # its first apply (nothing to do) done
+
+        # an uplink down then up: the kernel drops every route through it, in every table
+        lab.ip('router', 'link', 'set', 'wan1', 'down')
+        wait_for(lambda: watch.saw('^wan1: down$'), 2)
+        assert 'table isp1' not in lab.ip('router', '-4', 'route', 'show', 'table', 'all').stdout
+        lab.ip('router', 'link', 'set', 'wan1', 'up')
+        took = wait_for(lambda: ipv4_state(lab) == settled, 2)
+        print('uplink back up: state restored in %.2f s' % took)
+        assert watch.saw('^wan1: up$')
+        assert split(lab, 'router', 2, bind='198.51.100.2') == {'isp1': 2}
+        assert split(lab, 'client1', 4) == {'isp1': 2, 'isp2': 2}
+
+        # the masquerade uplink gets another address: its source rule and NAT follow
+        lab.ip('router', 'address', 'del', '192.0.2.2/24', 'dev', 'wan2')
+        lab.ip('router', 'address', 'add', '192.0.2.3/24', 'dev', 'wan2')
+
+        def follows():
+            rules = lab.ip('router', '-4', 'rule').stdout
+            return ('from 192.0.2.3 lookup isp2' in rules and '192.0.2.2' not in rules
+                    and 'default via 192.0.2.1' in lab.ip('router', 'route', 'show', 'table', 'isp2').stdout)
+        took = wait_for(follows, 2)
+        print('new address: rules and routes followed in %.2f s' % took)
+        assert watch.saw(r'^wan2: address 192\.0\.2\.3/24 added$')
+        assert seen(lab, 'router', bind='192.0.2.3') == ['192.0.2.3', '192.0.2.3']
+        assert seen(lab, 'client2') == ['192.0.2.3', '192.0.2.3']
+        time.sleep(0.5)  # the last re-apply done
+    finally:
+        code = watch.stop()
+    assert code == 0, watch.lines
+    assert watch.lines[-1] == 'stopping (SIGTERM)'
+    assert not [line for line in watch.lines if line.startswith('error:') and 'wan1' not in line], watch.lines
+
+    status = agent(lab, 'status')
+    assert status.returncode == 0, status.stdout
+    assert 'split_access: in sync with the kernel' in status.stdout
+    assert re.search(r'uplink isp1 \(wan1\): up, new connections [1-9]\d* \(\d+%\)', status.stdout), status.stdout
+
+    # drift: status says what differs, apply puts it back
+    lab.ip('router', 'rule', 'del', 'priority', '3101')
+    lab.run('router', 'nft', 'delete', 'table', 'inet', 'netpolicy_source_routing')
+    status = agent(lab, 'status')
+    assert status.returncode == 1
+    assert 'split_access: drifted (1 to change, 0 errors)\n' \
+           '  would run: ip rule add priority 3101 from all fwmark 0x2/0xff lookup isp2\n' in status.stdout
+    assert 'source_routing: drifted (1 to change, 0 errors)\n' \
+           '  would run: nft -f /etc/netpolicy/routing/source_routing.nft\n' in status.stdout
+
+    # damaged and foreign state files: reported, not applied; the good ones applied all the same
+    directory = os.path.join(lab.etc('router'), 'netpolicy', 'routing')
+    for name, text in (('broken.json', '{"role": "split_access", "version": 1,'),
+                       ('other.json', '{"hosts": ["a", "b"]}'),
+                       ('reply_via_same_router.json', '{"role": "reply_via_same_router", "version": 7}'),
+                       ('split.json', '{"role": "split_access", "version": 1}')):
+        with open(os.path.join(directory, name), 'w') as handle:
+            handle.write(text)
+    applied = agent(lab, 'apply')
+    assert applied.returncode == 1
+    lines = applied.stdout.splitlines()
+    problems = [line for line in lines if 'not applied' in line]
+    assert len(problems) == 4, lines
+    assert problems[0].startswith('error: /etc/netpolicy/routing/broken.json: not applied: not JSON (')
+    assert problems[1:] == [
+        'error: /etc/netpolicy/routing/other.json: not applied: not a netpolicy.routing state (no "role")',
+        'error: /etc/netpolicy/routing/reply_via_same_router.json: not applied: state version 7, '
+        'this agent reads version 1',
+        'error: /etc/netpolicy/routing/split.json: not applied: holds the state of split_access, '
+        'so it should be named split_access.json']
+    assert 'split_access: ip rule add priority 3101 from all fwmark 0x2/0xff lookup isp2' in lines
+    assert 'source_routing: nft -f /etc/netpolicy/routing/source_routing.nft' in lines
+    for name in ('broken.json', 'other.json', 'reply_via_same_router.json', 'split.json'):
+        os.unlink(os.path.join(directory, name))
+    assert agent(lab, 'status').returncode == 0
+
+    # an interface gone: the rest is applied, each failure named, exit 1
+    lab.ip('router', 'rule', 'del', 'priority', '3100')
+    lab.ip('router', 'link', 'set', 'wan2', 'down')
+    lab.ip('router', 'link', 'set', 'wan2', 'name', 'wan2old')
+    applied = agent(lab, 'apply')
+    assert applied.returncode == 1
+    assert 'split_access: ip rule add priority 3100 from all fwmark 0x1/0xff lookup isp1' in applied.stdout
+    assert "error: split_access: route_table.tables[1] (table 102): tables[0].routes[0].dev: " \
+           "no interface 'wan2' in this network namespace" in applied.stdout
+    assert 'uplink isp2 (wan2): missing' in agent(lab, 'status').stdout
+
+
+def test_usage():
+    from ansible_collections.netpolicy.routing.plugins.module_utils._agent import main
+    import io
+    out = io.StringIO()
+    assert main(['restart'], out=out) == 2
+    assert out.getvalue().startswith('usage: netpolicy-routing')
+
+
+def test_unit_file_verifies(tmp_path):
+    if not shutil.which('systemd-analyze'):
+        pytest.skip('systemd-analyze is not installed')
+    command = tmp_path / 'netpolicy-routing'
+    command.write_text('#!/bin/sh\n')
+    command.chmod(0o755)
+    with open(os.path.join(REPO, 'roles', 'agent', 'templates', 'netpolicy-routing.service.j2')) as handle:
+        text = handle.read()
+    unit = tmp_path / 'netpolicy-routing.service'
+    unit.write_text(text.replace('{{ ansible_managed }}', 'test').replace('{{ agent_command }}', str(command)))
+    assert '{{' not in unit.read_text()
+    verified = subprocess.run(['systemd-analyze', 'verify', str(unit)], capture_output=True, text=True, check=False)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert 'ExecStart=%s watch' % command in unit.read_text()
