@@ -37,12 +37,14 @@ import os
 import select
 import signal
 import socket
+import subprocess
 import sys
 import time
 
 from ansible_collections.netpolicy.routing.plugins.module_utils._engine import EngineError, InputError
 from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
 from ansible_collections.netpolicy.routing.plugins.module_utils import _connmark_return
+from ansible_collections.netpolicy.routing.plugins.module_utils import _monitor
 from ansible_collections.netpolicy.routing.plugins.module_utils import _routes
 from ansible_collections.netpolicy.routing.plugins.module_utils import _rt_tables
 from ansible_collections.netpolicy.routing.plugins.module_utils import _rules
@@ -170,9 +172,12 @@ class Report:
         self.errors.append('%s: %s: %s' % (role, where, message))
 
 
-def apply_state(role, state, report, check_mode=False):
-    """Apply every section of ``state``; a failing section is reported and the others still applied."""
-    for section, where, run in steps(state):
+def apply_state(role, state, report, check_mode=False, sections=None, fast=False):
+    """Apply every section of ``state`` (or only ``sections``); a failing section is reported
+    and the others still applied. ``fast``: load the nftables file without comparing first."""
+    for section, where, run in steps(state, fast):
+        if sections is not None and section not in sections:
+            continue
         try:
             result = run(check_mode)
         except (InputError, EngineError, StateFileError) as exc:
@@ -183,7 +188,7 @@ def apply_state(role, state, report, check_mode=False):
             report.change(role, result.get('commands') or [])
 
 
-def steps(state):
+def steps(state, fast=False):
     """[(section, where, run(check_mode) -> result)] in the order they must be applied."""
     found = []
     if 'rt_tables_entry' in state:
@@ -203,7 +208,8 @@ def steps(state):
     if 'ip_rule' in state or state.get('address_rules'):
         found.append(('ip_rule', 'ip_rule', lambda check_mode: _rules_step(state, check_mode)))
     if 'nftables' in state:
-        found.append(('nftables', 'nftables', lambda check_mode: apply_nft_file(state['nftables'], check_mode)))
+        found.append(('nftables', 'nftables', lambda check_mode: apply_nft_file(state['nftables'], check_mode,
+                                                                                 compare=not fast)))
     if 'connmark_return' in state:
         found.append(('connmark_return', 'connmark_return', _module_step(
             _connmark_return.change, CONNMARK_SPEC, state['connmark_return'], 'connmark_return.')))
@@ -297,14 +303,14 @@ def apply_sysctls(values, check_mode):
     return {'changed': bool(commands), 'commands': commands}
 
 
-def apply_nft_file(section, check_mode):
+def apply_nft_file(section, check_mode, compare=True):
     """Load ``section['file']`` when the live table differs from what the file makes."""
     path, qualified = section.get('file'), section.get('table') or ''
     family, dummy, table = qualified.partition(' ')
     if not path or family != 'inet' or not table:
         raise InputError('nftables', 'expected {"table": "inet NAME", "file": PATH}, got %r' % (section,))
     backend = NftBackend()
-    why_not = backend.usable()
+    why_not = backend.usable() if compare else (None if backend.nft else 'nft not found (Debian: nftables)')
     if why_not is not None:
         raise EngineError(why_not)
     try:
@@ -312,27 +318,44 @@ def apply_nft_file(section, check_mode):
             script = handle.read()
     except (IOError, OSError) as exc:
         raise EngineError('cannot read %s: %s' % (path, exc))
-    want = backend.listing_of(table, script)
-    have = backend.read_table(table)
-    if have == want:
+    # The health monitor's change to the file (uplinks out), in the same transaction.
+    override = section.get('override') or ''
+    script = script.rstrip('\n') + '\n' + override
+    if compare and backend.read_table(table) == backend.listing_of(table, script):
         return {'changed': False, 'commands': []}
     command = 'nft -f %s' % path
+    if override:
+        command += ' + ' + '; '.join(override.strip().splitlines())
     if not check_mode:
-        rc, out, err = run_tool([backend.nft, '-f', path])
+        rc, out, err = run_tool([backend.nft, '-f', '-'], script)
         if rc != 0:
             raise EngineError('%s failed: %s' % (command, err.strip() or out.strip()), failed_command=command)
     return {'changed': True, 'commands': [command]}
 
 
-def apply_all(directory, report, check_mode=False, roles=None):
-    """Apply (or check) the states in ``directory`` (only ``roles`` when given); the states applied."""
+def apply_all(directory, report, check_mode=False, roles=None, out=None, sections=None, fast=False):
+    """Apply (or check) the states in ``directory`` (only ``roles`` when given); the states read.
+
+    ``out``: the split_access uplinks the health monitor took out; by default
+    those of the running ``watch``, if any (so an ``apply`` does not bring a
+    dead uplink back).
+    """
     states, problems = read_states(directory)
     for path, problem in problems:
         report.errors.append('%s: not applied: %s' % (path, problem))
+    if out is None:
+        out = monitor_out(_monitor.published())
     for role, state in states:
         if roles is None or role in roles:
-            apply_state(role, state, report, check_mode)
+            if role == 'split_access':
+                state = _monitor.effective_state(state, out)
+            apply_state(role, state, report, check_mode, sections, fast)
     return states
+
+
+def monitor_out(figures):
+    """The names of the uplinks that published monitor ``figures`` say are out."""
+    return set(name for name, health in figures.items() if health.get('state') == 'out')
 
 
 # ---------------------------------------------------------------- status
@@ -348,9 +371,11 @@ def uplinks_status(states):
         return []
     links = link_states()
     counts = uplink_counters()
+    figures = _monitor.published()
     total = sum(counts.get(uplink['mark'], 0) for uplink in uplinks)
     for uplink in uplinks:
         uplink['up'] = links.get(uplink['interface'])
+        uplink['monitor'] = figures.get(uplink['name'])
         uplink['new_connections'] = counts.get(uplink.pop('mark'), 0)
         uplink['share'] = round(float(uplink['new_connections']) / total, 3) if total else None
     return uplinks
@@ -423,9 +448,16 @@ def format_status(document):
         lines.extend('  error: %s' % line for line in state['errors'])
     for uplink in document['uplinks']:
         share = '-' if uplink['share'] is None else '%.0f%%' % (uplink['share'] * 100)
-        lines.append('uplink %s (%s): %s, new connections %d (%s)' % (
+        line = 'uplink %s (%s): %s, new connections %d (%s)' % (
             uplink['name'], uplink['interface'], {True: 'up', False: 'down', None: 'missing'}[uplink['up']],
-            uplink['new_connections'], share))
+            uplink['new_connections'], share)
+        health = uplink.get('monitor')
+        if health:
+            line += '; monitor: %s since %s, loss %s, rtt %s' % (
+                health['state'], time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(health['since'])),
+                '-' if health['loss'] is None else '%.0f%%' % (health['loss'] * 100),
+                '-' if health['rtt_ms'] is None else '%.1f ms' % health['rtt_ms'])
+        lines.append(line)
     if not document['states'] and not document['problems']:
         lines.append('no saved state')
     return '\n'.join(lines)
@@ -462,13 +494,13 @@ class Signals:
         if self.waiting:
             raise Stop(self.received)
 
-    def wait(self, fileobj, timeout):
-        """select() on ``fileobj``: True when it is readable; Stop on a signal."""
+    def wait(self, readable, writable, timeout):
+        """select(): (readable, writable) ready; Stop on a signal."""
         if self.received:
             raise Stop(self.received)
         self.waiting = True
         try:
-            return bool(select.select([fileobj], [], [], timeout)[0])
+            return select.select(readable, writable, [], timeout)[:2]
         finally:
             self.waiting = False
 
@@ -524,19 +556,33 @@ def _table_ids(tables, names):
 
 
 def watch(directory, log):
-    """Apply, then apply again what an event touches; returns the exit code on SIGTERM/SIGINT."""
+    """Apply, then apply again what an event touches, and run the health monitor of split_access.
+
+    Returns the exit code on SIGTERM/SIGINT.
+    """
     events = _netlink.EventSocket()  # before the first apply: nothing in between is missed
+    uplinks = Uplinks(directory, log)
     try:
         with Signals() as signals:
             log('watching %s' % directory)
             report = Report()
-            states = apply_all(directory, report)
+            states = apply_all(directory, report, out=set())
             _log_report(report, log)
+            uplinks.update(states)
             watcher = Watcher(states)
             pending, deadline = set(), None
             while True:
-                timeout = None if deadline is None else max(0.0, deadline - time.time())
-                if signals.wait(events, timeout):
+                now = time.time()
+                deadlines = [when for when in (deadline, uplinks.deadline()) if when is not None]
+                readable, writable = uplinks.wait_on()
+                ready = signals.wait([events] + readable, writable,
+                                     max(0.0, min(deadlines) - now) if deadlines else None)
+                now = time.time()
+                changes = []
+                for sock in ready[0] + ready[1]:
+                    if sock is not events:
+                        uplinks.ready(sock, now)
+                        continue
                     ifnames = dict((index, name) for name, index in _netlink.interface_map().items())
                     for event in events.events():
                         roles, line = watcher.affected(event, ifnames)
@@ -544,18 +590,131 @@ def watch(directory, log):
                             log(line)
                         if roles:
                             pending.update(roles)
-                            deadline = deadline or time.time() + SETTLE
+                            deadline = deadline or now + SETTLE
+                        if event['kind'] == 'link' and event.get('ifname'):
+                            changes += uplinks.link(event['ifname'], event['action'] == 'new' and event['up'], now)
+                changes += uplinks.tick(now)
+                if changes:
+                    # At once, only what the monitor changes (balance rule, default route):
+                    # new connections must stop going to a dead uplink. The whole state
+                    # is applied (and so checked) after SETTLE.
+                    report = Report()
+                    apply_all(directory, report, roles={'split_access'}, out=uplinks.out(),
+                              sections={'route_table', 'nftables'}, fast=True)
+                    _log_report(report, log)
+                    uplinks.acted(changes)
+                    pending.add('split_access')
+                    deadline = deadline or now + SETTLE
                 if deadline is not None and time.time() >= deadline:
                     report = Report()
-                    states = apply_all(directory, report, roles=pending)
+                    states = apply_all(directory, report, roles=pending, out=uplinks.out())
                     _log_report(report, log)
+                    uplinks.update(states)
                     watcher = Watcher(states, link_up=watcher.link_up)
                     pending, deadline = set(), None
+                uplinks.publish(now)
     except Stop as exc:
         log('stopping (%s)' % exc)
         return EXIT_OK
     finally:
         events.close()
+        uplinks.close()
+
+
+class Uplinks:
+    """The health monitor of the split_access state as `watch` runs it (nothing when it is not enabled)."""
+
+    def __init__(self, directory, log):
+        self.directory = directory
+        self.log = log
+        self.monitor = None
+        self.settings = None
+        self.state = None
+        self.hooks = []
+        self.published_at = 0.0
+
+    def update(self, states):
+        """Start, restart or stop the monitor as the saved split_access state says."""
+        state = dict(states).get('split_access') or {}
+        settings = state.get('monitor') or {}
+        wanted = (settings, state.get('uplinks')) if settings.get('enabled') else None
+        self.state = state
+        if wanted == self.settings:
+            return
+        self.close()
+        self.settings = wanted
+        if wanted is not None:
+            self.monitor = _monitor.Monitor(state, time.time())
+            self.log('monitor: probing %s every %ss (out after %s failed rounds, back after %s good ones)' % (
+                ', '.join(sorted(settings.get('targets') or {})) or 'no uplink', self.monitor.interval,
+                settings.get('down', 3), settings.get('up', 3)))
+
+    def out(self):
+        return self.monitor.out() if self.monitor else set()
+
+    def deadline(self):
+        return self.monitor.deadline() if self.monitor else None
+
+    def wait_on(self):
+        return self.monitor.wait_on() if self.monitor else ([], [])
+
+    def ready(self, sock, now):
+        if self.monitor:
+            self.monitor.ready(sock, now)
+
+    def link(self, ifname, up, now):
+        return self.monitor.link(ifname, up, now) if self.monitor else []
+
+    def tick(self, now):
+        return self.monitor.tick(now) if self.monitor else []
+
+    def acted(self, changes):
+        """After the state was applied for ``changes``: log, flush the dead uplinks' connections, hooks."""
+        marks = dict((uplink['name'], uplink['mark']) for uplink in self.state.get('uplinks') or [])
+        out = self.out()
+        for name, change in changes:
+            self.log('%s: %s' % (name, 'out: no new connections, not in the default route' if change == 'out'
+                                 else 'back in'))
+            if change == 'out' and name in marks and len(out) < len(marks):
+                try:
+                    self.log('%s: %s' % (name, _monitor.flush_conntrack(marks[name], _monitor.SPLIT_ACCESS_MASK)))
+                except OSError as exc:
+                    self.log('error: %s: %s' % (name, exc))
+            self.run_hooks(name, change)
+        if marks and len(out) == len(marks):
+            self.log('every uplink is out: keeping the last configuration')
+        self.publish(time.time(), force=True)
+
+    def run_hooks(self, name, change):
+        """Run the executables of DIR/hook.d with the uplink's name and its new state (in background)."""
+        self.hooks = [proc for proc in self.hooks if proc.poll() is None]
+        folder = os.path.join(self.directory, 'hook.d')
+        try:
+            names = sorted(os.listdir(folder))
+        except OSError:
+            return
+        for hook in names:
+            path = os.path.join(folder, hook)
+            if os.path.isfile(path) and os.access(path, os.X_OK):
+                try:
+                    self.hooks.append(subprocess.Popen([path, name, change], stdin=subprocess.DEVNULL))
+                except OSError as exc:
+                    self.log('error: hook %s: %s' % (path, exc))
+
+    def publish(self, now, force=False):
+        if self.monitor and (force or now - self.published_at >= 1.0):
+            try:
+                _monitor.publish(self.monitor.figures())
+            except OSError as exc:
+                self.log('error: cannot publish the monitor figures: %s' % exc)
+            self.published_at = now
+
+    def close(self):
+        if self.monitor:
+            self.monitor.close()
+            _monitor.withdraw()
+        self.monitor = None
+        self.settings = None
 
 
 def _log_report(report, log):

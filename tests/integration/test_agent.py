@@ -8,9 +8,7 @@ import collections
 import os
 import re
 import shutil
-import signal
 import subprocess
-import threading
 import time
 
 import pytest
@@ -18,6 +16,7 @@ import pytest
 from tests.lab import topologies
 from tests.lab.playbook import REPO, recap, run_playbook, snapshot
 from tests.lab.recorder import peer_text
+from tests.helpers.agent import Watch, agent, wait_for
 
 PLAYBOOK = os.path.join(REPO, 'tests', 'integration', 'files', 'agent_two_roles.yml')
 SERVER = topologies.SERVER
@@ -41,10 +40,6 @@ def seen(lab, node, **kwargs):
             for address in lab.connect(node, SERVER, 80, count=2, timeout=2.0, **kwargs)]
 
 
-def agent(lab, *argv):
-    return lab.run('router', lab.agent_command('router'), *argv, check=False)
-
-
 def kernel_state(lab):
     """Rules, routes, nftables and rp_filter of the router, and its files, as a reboot must keep them.
 
@@ -57,47 +52,6 @@ def kernel_state(lab):
     tables = re.split(r'(?m)^(?=table )', lab.run('router', 'nft', '-s', 'list', 'ruleset').stdout)
     state['nft'] = sorted(tables)
     return state
-
-
-def wait_for(condition, limit):
-    """Seconds until ``condition()`` held (polled every 20 ms); fails after ``limit`` seconds."""
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > limit:
-            pytest.fail('not within %.1f s' % limit)
-        time.sleep(0.02)
-    return time.monotonic() - start
-
-
-class Watch:
-    """`netpolicy-routing watch` running in the router; its output lines as they come."""
-
-    def __init__(self, lab):
-        argv = ['ip', 'netns', 'exec', lab.name('router'), lab.agent_command('router'), 'watch']
-        # pylint: disable-next=consider-using-with
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip('\n'))
-
-    def saw(self, pattern):
-        return any(re.search(pattern, line) for line in self.lines)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
-        finally:
-            self.reader.join(timeout=5)
 
 
 @pytest.fixture

@@ -543,7 +543,7 @@ def recorded(monkeypatch):
     monkeypatch.setattr(agent._rules, 'change', recorder('ip_rule'))
     monkeypatch.setattr(agent._connmark_return, 'change', recorder('connmark_return'))
     monkeypatch.setattr(agent, 'apply_sysctls', recorder('sysctl'))
-    monkeypatch.setattr(agent, 'apply_nft_file', lambda section, check_mode: recorder(
+    monkeypatch.setattr(agent, 'apply_nft_file', lambda section, check_mode, compare=True: recorder(
         'nftables', ['nft -f %s' % section['file']])(section, check_mode))
     monkeypatch.setattr(agent, 'interface_addresses', lambda: {'ppp0': [('ipv4', '100.64.0.7')]})
     return calls
@@ -690,9 +690,9 @@ def test_signals_wait_says_whether_there_is_something_to_read():
     read_end, write_end = os.pipe()
     try:
         signals = agent.Signals()
-        assert signals.wait(read_end, 0) is False
+        assert signals.wait([read_end], [], 0) == ([], [])
         os.write(write_end, b'x')
-        assert signals.wait(read_end, 0) is True
+        assert signals.wait([read_end], [], 0) == ([read_end], [])
         assert signals.waiting is False
     finally:
         os.close(read_end)
@@ -704,7 +704,7 @@ def test_signals_stop_at_once_while_waiting_and_after_an_apply_otherwise():
     signals.handle(15, None)                # during an apply: only noted
     assert signals.received == 'SIGTERM'
     with pytest.raises(agent.Stop):
-        signals.wait(0, 0)                  # the next wait stops
+        signals.wait([], [], 0)                  # the next wait stops
     signals = agent.Signals()
     signals.waiting = True
     with pytest.raises(agent.Stop) as caught:

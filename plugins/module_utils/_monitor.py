@@ -1,0 +1,406 @@
+# -*- coding: utf-8 -*-
+# Copyright: netpolicy.routing contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Private to this collection: the uplink health monitor of split_access, run by the agent.
+
+Each uplink is probed through itself (its interface, its mark, so policy
+routing sends the probe by its table) every ``interval`` seconds, to each of
+its targets; a round is good when one target answers within the timeout.
+``down`` failed rounds in a row take an uplink out, ``up`` good rounds bring it
+back; an interface that goes down is out at once.
+
+An uplink that is out gets no new connection (the nftables chain ``balance``
+gets a rule over the live uplinks), leaves the router's multipath default, and
+the conntrack entries marked for it, only those, are deleted. All of this is
+the saved state of split_access with the out uplinks taken away
+(``effective_state``), applied as any state is.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import errno
+import json
+import os
+import socket
+import struct
+import time
+
+from ansible_collections.netpolicy.routing.plugins.module_utils._connmark import find_tool, run_tool
+
+NFT_TABLE = 'inet netpolicy_split_access'
+# The byte of the marks that split_access owns.
+SPLIT_ACCESS_MASK = 0xff
+# Where `watch` publishes the monitor's view for `apply` and `status` (per network namespace).
+RUN_DIR = '/run/netpolicy-routing'
+SO_MARK = 36
+SO_BINDTODEVICE = 25
+ICMP_ECHO, ICMP_ECHO_REPLY = 8, 0
+# Rounds kept for the loss and RTT figures.
+HISTORY = 20
+
+
+# ---------------------------------------------------------------- what an uplink being out changes
+
+def balance_rule(uplinks, balance):
+    """The rule of chain ``balance`` giving new connections to ``uplinks`` (live, in list order)."""
+    if balance == 'failover':
+        slots = [uplinks[0]['mark']] if uplinks else []
+    elif balance == 'per_connection':
+        slots = [uplink['mark'] for uplink in uplinks for dummy in range(int(uplink.get('weight') or 1))]
+    else:
+        return None
+    if not slots:
+        return None
+    if len(slots) == 1:
+        return 'jump uplink_%d' % slots[0]
+    return 'numgen inc mod %d vmap { %s }' % (
+        len(slots), ', '.join('%d : jump uplink_%d' % (index, mark) for index, mark in enumerate(slots)))
+
+
+def main_default(uplinks, balance):
+    """The router's own default route over ``uplinks`` (live, in list order), as route_table takes it."""
+    chosen = uplinks[:1] if balance == 'failover' else uplinks
+    gateways = [uplink for uplink in chosen if uplink.get('gateway')]
+    if len(gateways) > 1:
+        return {'dest': 'default', 'nexthops': [
+            {'gateway': uplink['gateway'], 'dev': uplink['interface'], 'weight': int(uplink.get('weight') or 1)}
+            for uplink in gateways]}
+    if gateways:
+        return {'dest': 'default', 'gateway': gateways[0]['gateway'], 'dev': gateways[0]['interface']}
+    if chosen:
+        return {'dest': 'default', 'dev': chosen[0]['interface']}
+    return None
+
+
+def effective_state(state, out):
+    """The split_access ``state`` with the uplinks named in ``out`` taken away (``state`` when none is).
+
+    Their tables, rules and marks stay (connections restored by their mark
+    still find their way while they last); new connections and the router's
+    default route use the live uplinks. With every uplink out nothing is taken
+    away: the last configuration is better than none.
+    """
+    uplinks = state.get('uplinks') or []
+    live = [uplink for uplink in uplinks if uplink.get('name') not in out]
+    if not out or not live or len(live) == len(uplinks):
+        return state
+    state = copy.deepcopy(state)
+    balance = state.get('balance')
+    rule = balance_rule(live, balance)
+    if rule is not None and 'nftables' in state:
+        state['nftables']['override'] = 'flush chain %s balance\nadd rule %s balance %s\n' % (NFT_TABLE, NFT_TABLE, rule)
+    route = main_default(live, balance)
+    for table in (state.get('route_table') or {}).get('tables') or []:
+        if str(table.get('table')) == 'main' and route is not None:
+            table['routes'] = [route]
+    return state
+
+
+def flush_conntrack(mark, mask):
+    """Delete the conntrack entries whose mark & ``mask`` is ``mark``; the command, or OSError."""
+    tool = find_tool('conntrack')
+    if tool is None:
+        raise OSError('conntrack not found (Debian: conntrack)')
+    command = [tool, '-D', '--mark', '%d/%d' % (mark, mask)]
+    rc, out, err = run_tool(command)
+    # 1 and "0 flow entries have been deleted": there were none.
+    if rc not in (0, 1):
+        raise OSError('%s failed: %s' % (' '.join(command), err.strip()))
+    return 'conntrack -D --mark %#x/%#x' % (mark, mask)
+
+
+# ---------------------------------------------------------------- hysteresis
+
+class UplinkHealth:
+    """The monitor's view of one uplink: in or out, and the figures of recent rounds."""
+
+    def __init__(self, name, interface, down, up, now, probed=True):
+        self.name = name
+        self.interface = interface
+        self.probed = probed     # without targets only the link counts
+        self.down = down
+        self.up = up
+        self.out = False
+        self.since = now
+        self.streak = 0          # rounds in a row against the current state
+        self.history = []        # (good, rtt or None) of recent rounds
+        self.link_down = False
+
+    def record(self, good, rtt, now):
+        """A finished round; returns 'out', 'in' or None (no change)."""
+        self.history = (self.history + [(good, rtt)])[-HISTORY:]
+        if self.link_down:
+            return None
+        if good == self.out:       # a round that speaks for a change
+            self.streak += 1
+        else:
+            self.streak = 0
+        if self.out and self.streak >= self.up:
+            return self._set(False, now)
+        if not self.out and self.streak >= self.down:
+            return self._set(True, now)
+        return None
+
+    def link(self, up, now):
+        """The interface went down (out at once) or up (back after ``up`` good rounds)."""
+        self.link_down = not up
+        self.streak = 0
+        if not up and not self.out:
+            return self._set(True, now)
+        if up and self.out and not self.probed:
+            return self._set(False, now)
+        return None
+
+    def _set(self, out, now):
+        self.out = out
+        self.since = now
+        self.streak = 0
+        return 'out' if out else 'in'
+
+    def figures(self):
+        rtts = [rtt for good, rtt in self.history if rtt is not None]
+        return {
+            'state': 'out' if self.out else 'in',
+            'since': self.since,
+            'rounds': len(self.history),
+            'loss': round(float(sum(1 for good, rtt in self.history if not good)) / len(self.history), 3)
+            if self.history else None,
+            'rtt_ms': round(1000.0 * sum(rtts) / len(rtts), 2) if rtts else None,
+        }
+
+
+# ---------------------------------------------------------------- probes
+
+def checksum(data):
+    if len(data) % 2:
+        data += b'\0'
+    total = sum(struct.unpack('!%dH' % (len(data) // 2), data))
+    total = (total >> 16) + (total & 0xffff)
+    total += total >> 16
+    return ~total & 0xffff
+
+
+def echo_request(ident, seq):
+    header = struct.pack('!BBHHH', ICMP_ECHO, 0, 0, ident, seq)
+    payload = b'netpolicy-routing'
+    return struct.pack('!BBHHH', ICMP_ECHO, 0, checksum(header + payload), ident, seq) + payload
+
+
+def echo_reply(packet):
+    """(ident, seq) of an ICMP echo reply in ``packet`` (with its IPv4 header), else None."""
+    if len(packet) < 20:
+        return None
+    start = (packet[0] & 0x0f) * 4
+    if len(packet) < start + 8:
+        return None
+    kind, code, dummy, ident, seq = struct.unpack('!BBHHH', packet[start:start + 8])
+    if kind != ICMP_ECHO_REPLY:
+        return None
+    return ident, seq
+
+
+class Probe:
+    """The probes of one uplink: a socket bound to its interface, with its mark."""
+
+    def __init__(self, uplink, targets, kind, ident):
+        self.uplink = uplink
+        self.targets = list(targets)
+        self.kind = kind          # 'icmp' or ('tcp', port)
+        self.ident = ident
+        self.seq = 0
+        self.sock = None
+        self.pending = {}         # icmp: {seq: target}; tcp: {socket: target}
+        self.sent_at = None
+        self.answered = None      # RTT of the first answer of this round
+
+    def _options(self, sock):
+        sock.setsockopt(socket.SOL_SOCKET, SO_MARK, self.uplink['mark'])
+        sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, self.uplink['interface'].encode() + b'\0')
+
+    def start_round(self, now):
+        """Send this round's probes; an error (interface gone) makes a failed round."""
+        self.close_round()
+        self.sent_at = now
+        self.answered = None
+        if self.kind == 'icmp':
+            try:
+                if self.sock is None:
+                    self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+                    self.sock.setblocking(False)
+                    self._options(self.sock)
+                for target in self.targets:
+                    self.seq = (self.seq + 1) & 0xffff
+                    self.pending[self.seq] = target
+                    self.sock.sendto(echo_request(self.ident, self.seq), (target, 0))
+            except (OSError, socket.error):
+                self.close()
+        else:
+            for target in self.targets:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                try:
+                    self._options(sock)
+                    sock.connect_ex((target, self.kind[1]))
+                except (OSError, socket.error):
+                    sock.close()
+                    continue
+                self.pending[sock] = target
+
+    def sockets(self):
+        """The sockets to wait on: readable (icmp) or writable (tcp)."""
+        if self.kind == 'icmp':
+            return ([self.sock] if self.sock is not None and self.pending else []), []
+        return [], list(self.pending)
+
+    def handle(self, sock, now):
+        """``sock`` is ready: note an answer of this round."""
+        if self.kind == 'icmp':
+            while True:
+                try:
+                    packet = self.sock.recv(2048)
+                except (OSError, socket.error):
+                    return
+                reply = echo_reply(packet)
+                if reply and reply[0] == self.ident and reply[1] in self.pending:
+                    del self.pending[reply[1]]
+                    if self.answered is None:
+                        self.answered = now - self.sent_at
+        else:
+            code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            del self.pending[sock]
+            sock.close()
+            # Refused is an answer too: the path through the uplink works.
+            if code in (0, errno.ECONNREFUSED) and self.answered is None:
+                self.answered = now - self.sent_at
+
+    def close_round(self):
+        if self.kind != 'icmp':
+            for sock in self.pending:
+                sock.close()
+        self.pending = {}
+
+    def close(self):
+        self.close_round()
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+class Monitor:
+    """Rounds of probes over the uplinks of a split_access state, and their verdicts."""
+
+    def __init__(self, state, now):
+        settings = state.get('monitor') or {}
+        self.interval = float(settings.get('interval') or 0.5)
+        # A round ends well before the next starts: an uplink is out within
+        # down x interval + timeout (+ the time to act) of failing; with the
+        # defaults 3 x 0.5 + 0.2 s. An answer slower than this counts as lost.
+        self.timeout = min(1.0, self.interval * 0.4)
+        probe = str(settings.get('probe') or 'icmp')
+        kind = 'icmp' if probe == 'icmp' else ('tcp', int(probe.split(':', 1)[1]))
+        targets = settings.get('targets') or {}
+        self.health = {}
+        self.probes = []
+        base = os.getpid() & 0xff00
+        for index, uplink in enumerate(state.get('uplinks') or []):
+            self.health[uplink['name']] = UplinkHealth(uplink['name'], uplink['interface'],
+                                                       int(settings.get('down') or 3), int(settings.get('up') or 3), now,
+                                                       probed=bool(targets.get(uplink['name'])))
+            if targets.get(uplink['name']):
+                self.probes.append(Probe(uplink, targets[uplink['name']], kind, (base + index) & 0xffff))
+        self.next_round = now
+        self.round_end = None
+
+    def out(self):
+        return set(name for name, health in self.health.items() if health.out)
+
+    def deadline(self):
+        return self.round_end if self.round_end is not None else self.next_round
+
+    def wait_on(self):
+        readable, writable = [], []
+        for probe in self.probes:
+            more_r, more_w = probe.sockets()
+            readable += more_r
+            writable += more_w
+        return readable, writable
+
+    def ready(self, sock, now):
+        for probe in self.probes:
+            if sock is probe.sock or sock in probe.pending:
+                probe.handle(sock, now)
+                return
+
+    def tick(self, now):
+        """Start or finish a round when its time has come; returns [(name, 'out'|'in')]."""
+        changes = []
+        if self.round_end is not None and (now >= self.round_end or not any(
+                probe.pending and probe.answered is None for probe in self.probes)):
+            for probe in self.probes:
+                change = self.health[probe.uplink['name']].record(probe.answered is not None, probe.answered, now)
+                probe.close_round()
+                if change:
+                    changes.append((probe.uplink['name'], change))
+            self.round_end = None
+        if self.round_end is None and now >= self.next_round and self.probes:
+            for probe in self.probes:
+                probe.start_round(now)
+            self.round_end = now + self.timeout
+            self.next_round = max(self.next_round + self.interval, now)
+        return changes
+
+    def link(self, ifname, up, now):
+        changes = []
+        for name, health in self.health.items():
+            if health.interface == ifname:
+                change = health.link(up, now)
+                if change:
+                    changes.append((name, change))
+        return changes
+
+    def close(self):
+        for probe in self.probes:
+            probe.close()
+
+    def figures(self):
+        return dict((name, health.figures()) for name, health in self.health.items())
+
+
+# ---------------------------------------------------------------- the view shared with apply and status
+
+def run_path():
+    """The file of this network namespace's monitor (namespaces share /run)."""
+    return os.path.join(RUN_DIR, 'monitor-%d.json' % os.stat('/proc/self/ns/net').st_ino)
+
+
+def publish(figures, path=None):
+    path = path or run_path()
+    if not os.path.isdir(os.path.dirname(path)):
+        os.makedirs(os.path.dirname(path), 0o755)
+    temporary = '%s.%d' % (path, os.getpid())
+    with open(temporary, 'w') as handle:
+        json.dump({'pid': os.getpid(), 'time': time.time(), 'uplinks': figures}, handle)
+    os.rename(temporary, path)
+
+
+def published(path=None):
+    """The figures a running `watch` published, or {} (none, or its process is gone)."""
+    path = path or run_path()
+    try:
+        with open(path) as handle:
+            document = json.load(handle)
+        os.kill(int(document['pid']), 0)
+    except (IOError, OSError, ValueError, KeyError, TypeError):
+        return {}
+    return document.get('uplinks') or {}
+
+
+def withdraw(path=None):
+    try:
+        os.unlink(path or run_path())
+    except OSError:
+        pass

@@ -1,0 +1,107 @@
+"""The health monitor of split_access, run by `netpolicy-routing watch`, on the
+three_isp lab (tests/integration/files/monitor_three_isp.yml): one ISP dies
+upstream (its link to the router stays up) while clients open a new connection
+every 50 ms and hold long-lived ones; then it comes back. Times are printed.
+"""
+import collections
+import contextlib
+import os
+import re
+import threading
+import time
+
+import pytest
+
+from tests.lab import topologies
+from tests.lab.playbook import REPO, recap, run_playbook
+from tests.lab.recorder import peer_text
+
+from tests.helpers.agent import Watch, agent, wait_for
+
+PLAYBOOK = os.path.join(REPO, 'tests', 'integration', 'files', 'monitor_three_isp.yml')
+SERVER = topologies.SERVER
+
+pytestmark = pytest.mark.slow
+
+
+class NewConnections:
+    """A new connection from ``node`` every 50 ms (each in its own thread): [(start, uplink or None)]."""
+
+    def __init__(self, lab, node):
+        self.lab, self.node = lab, node
+        self.results = []
+        self.running = True
+        self.threads = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _one(self, start):
+        seen = self.lab.connect(self.node, SERVER, 80, count=1, timeout=1.0)[0]
+        self.results.append((start, self.lab.uplink_of(peer_text(seen)) if seen else None))
+
+    def _run(self):
+        deadline = time.monotonic() + 60  # bounded whatever happens
+        while self.running and time.monotonic() < deadline:
+            worker = threading.Thread(target=self._one, args=(time.monotonic(),), daemon=True)
+            worker.start()
+            self.threads.append(worker)
+            time.sleep(0.05)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+        for worker in self.threads:
+            worker.join(timeout=3)
+        return sorted(self.results)
+
+
+def test_one_isp_dies_upstream_and_comes_back(lab_factory):
+    lab = lab_factory(topologies.three_isp())
+    assert recap(run_playbook(lab, PLAYBOOK, nodes=['router']))['failed'] == 0
+    watch = Watch(lab)
+    held_connections = contextlib.ExitStack()
+    try:
+        wait_for(lambda: watch.saw('^monitor: probing isp1, isp2, isp3 every 0.5s'), 10)
+        time.sleep(2)  # a few good rounds
+        held = [held_connections.enter_context(lab.hold('client1', SERVER, 80)) for dummy in range(6)]
+        by_uplink = collections.Counter(lab.uplink_of(peer_text(conn.seen)) for conn in held)
+        assert by_uplink == {'isp1': 2, 'isp2': 2, 'isp3': 2}, by_uplink
+        clients = NewConnections(lab, 'client2')
+        time.sleep(1)
+
+        died = time.monotonic()
+        # upstream: isp2 stops forwarding; its link to the router (wan2) stays up
+        lab.nft('isp2', 'table inet outage { chain forward { type filter hook forward priority 0; policy drop; }; }')
+        wait_for(lambda: watch.saw('^isp2: out'), 3)
+        wait_for(lambda: watch.saw(r'^isp2: conntrack -D --mark 0x2/0xff$'), 2)
+        time.sleep(0.5)
+        # the dead uplink's connections are gone from conntrack, the others' are there
+        marked = {mark: lab.run('router', 'conntrack', '-L', '--mark', '%d/255' % mark).stdout.count('dport=80')
+                  for mark in (1, 2, 3)}
+        assert marked[2] == 0 and marked[1] >= 2 and marked[3] >= 2, marked
+        time.sleep(1)
+        back = time.monotonic()
+        lab.run('isp2', 'nft', 'delete', 'table', 'inet', 'outage')
+        wait_for(lambda: watch.saw('^isp2: back in'), 3)
+        time.sleep(1.5)
+        results = clients.stop()
+
+        failed_after = [start - died for start, uplink in results if uplink is None and start >= died]
+        last_failure = max(failed_after) if failed_after else 0.0
+        first_back = min(start - back for start, uplink in results if uplink == 'isp2' and start >= back)
+        print('new connections failing for %.2f s after the ISP died (%d failed); back on isp2 %.2f s after it '
+              'recovered' % (last_failure, len(failed_after), first_back))
+        assert last_failure <= 2.0
+        assert first_back <= 2.0
+        assert not [uplink for start, uplink in results if start < died and uplink is None]
+        # held connections on the healthy uplinks all survived
+        alive = collections.Counter((lab.uplink_of(peer_text(conn.seen)), conn.alive(timeout=1.0)) for conn in held)
+        assert alive[('isp1', True)] == 2 and alive[('isp3', True)] == 2, alive
+
+        status = agent(lab, 'status')
+        assert re.search(r'uplink isp2 \(wan2\): up, new connections \d+ \(\d+%\); monitor: in since .*, loss \d+%, '
+                         r'rtt [\d.]+ ms', status.stdout), status.stdout
+        assert 'split_access: in sync with the kernel' in status.stdout
+    finally:
+        held_connections.close()
+        watch.stop()
