@@ -147,6 +147,8 @@ class UplinkHealth:
 
     def link(self, up, now):
         """The interface went down (out at once) or up (back after ``up`` good rounds)."""
+        if self.link_down == (not up):
+            return None       # no change of the link (another attribute of it changed)
         self.link_down = not up
         self.streak = 0
         if not up and not self.out:
@@ -319,6 +321,9 @@ class Monitor:
         return set(name for name, health in self.health.items() if health.out)
 
     def deadline(self):
+        """When ``tick`` has something to do next; None without probes (link events only)."""
+        if not self.probes:
+            return None
         return self.round_end if self.round_end is not None else self.next_round
 
     def wait_on(self):
@@ -350,7 +355,11 @@ class Monitor:
             for probe in self.probes:
                 probe.start_round(now)
             self.round_end = now + self.timeout
-            self.next_round = max(self.next_round + self.interval, now)
+            # Rounds keep their rhythm; after a stall (a long apply) the next one
+            # is a whole interval after this one, never right behind it.
+            self.next_round += self.interval
+            if self.next_round <= now:
+                self.next_round = now + self.interval
         return changes
 
     def link(self, ifname, up, now):
@@ -393,8 +402,11 @@ def published(path=None):
     try:
         with open(path) as handle:
             document = json.load(handle)
-        os.kill(int(document['pid']), 0)
-    except (IOError, OSError, ValueError, KeyError, TypeError):
+        pid = int(document['pid'])
+        if pid <= 0:
+            return {}
+        os.kill(pid, 0)
+    except (IOError, OSError, ValueError, KeyError, TypeError, OverflowError):
         return {}
     return document.get('uplinks') or {}
 
