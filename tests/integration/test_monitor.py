@@ -105,3 +105,4 @@ def test_one_isp_dies_upstream_and_comes_back(lab_factory):
     finally:
         held_connections.close()
         watch.stop()
+        print('\n'.join(watch.lines))
