@@ -3,14 +3,20 @@
 
 Builds its own network namespace (named with the test lab's prefix, removed at
 the end even on failure), then runs one ansible-playbook that, for each round,
-times four tasks on the same table:
+times eight tasks on the same table:
 
-  route_table converge   the module puts 10,000 routes into an empty table
-  route_table no-op      the same task again (nothing to do)
-  ip -batch converge     `command: ip -batch FILE` with the same 10,000 routes
-  ip -batch rerun        the same task again (`route replace` lines, so it succeeds)
+  route_table dicts converge    the module puts 10,000 routes, given as dicts, into an empty table
+  route_table dicts rerun       the same task again (nothing to do)
+  route_table strings converge  the same with the routes as strings ("DEST via GW dev wan1")
+  route_table strings rerun
+  route_table joined converge   the same strings joined into one with commas (Ansible splits it)
+  route_table joined rerun
+  ip -batch converge            `command: ip -batch FILE` with the same 10,000 routes
+  ip -batch rerun               the same task again (`route replace` lines, so it succeeds)
 
-and prints the median of each and the ratios module / ip -batch.
+and prints the median of each and the ratios module / ip -batch; then the same
+without Ansible around it (the module process with its JSON arguments, and
+`ip -batch`), wall time and CPU time.
 
     cd /work/main && .venv/bin/python bench/routes_10k.py [--routes 10000] [--rounds 5]
 
@@ -33,6 +39,12 @@ from tests.lab.names import netns_name  # noqa: E402
 
 TABLE = 100
 GATEWAY = '198.51.100.1'
+FORMS = ('dicts', 'strings', 'joined')
+# The value of `routes` in the task, per form. joined: the strings as ONE
+# comma-separated string, which Ansible splits into the list in the module
+# (as it does for any list option), so the controller handles one value.
+TASK_ROUTES = {'dicts': '{{ bench_routes }}', 'strings': '{{ bench_route_strings }}',
+               'joined': "{{ bench_route_strings | join(',') }}"}
 
 
 def route_dests(count):
@@ -40,6 +52,14 @@ def route_dests(count):
     if count > 64 * 256:
         raise SystemExit('at most %d routes' % (64 * 256))
     return ['100.%d.%d.0/24' % (64 + i // 256, i % 256) for i in range(count)]
+
+
+def routes_as(form, dests):
+    """The ``routes`` argument of route_table for ``dests`` as the module gets it, in ``form``."""
+    if form == 'dicts':
+        return [{'dest': dest, 'gateway': GATEWAY, 'dev': 'wan1'} for dest in dests]
+    strings = ['%s via %s dev wan1' % (dest, GATEWAY) for dest in dests]
+    return ','.join(strings) if form == 'joined' else strings
 
 
 def ip(netns, *argv):
@@ -58,22 +78,23 @@ def build_lab(netns):
 def write_inputs(workdir, netns, dests, rounds):
     routes_file = os.path.join(workdir, 'routes.json')
     with open(routes_file, 'w') as handle:
-        json.dump({'bench_routes': [{'dest': dest, 'gateway': GATEWAY, 'dev': 'wan1'} for dest in dests]}, handle)
+        json.dump({'bench_routes': routes_as('dicts', dests), 'bench_route_strings': routes_as('strings', dests)}, handle)
     batch_file = os.path.join(workdir, 'routes.batch')
     with open(batch_file, 'w') as handle:
         for dest in dests:
             handle.write('route replace %s via %s dev wan1 table %d\n' % (dest, GATEWAY, TABLE))
     # An empty table does not exist for the kernel, so its flush fails: that is fine.
     flush = {'name': 'flush', 'command': 'ip -n %s route flush table %d' % (netns, TABLE), 'failed_when': False}
-    module = {'netpolicy.routing.route_table': {'netns': netns, 'table': TABLE, 'routes': '{{ bench_routes }}'}}
     batch = {'command': 'ip -n %s -batch %s' % (netns, batch_file)}
     tasks = []
-    for _ in range(rounds):
-        # Alternate which side goes first, so a warm or busy moment favours neither.
-        pairs = [('route_table', module), ('ip -batch', batch)]
-        if len(tasks) % 2:
-            pairs.reverse()
-        for label, action in pairs:
+    for index in range(rounds):
+        # Rotate which one goes first, so a warm or busy moment favours none.
+        pairs = [('route_table %s' % form,
+                  {'netpolicy.routing.route_table': {'netns': netns, 'table': TABLE, 'routes': TASK_ROUTES[form]}})
+                 for form in FORMS]
+        pairs.append(('ip -batch', batch))
+        shift = index % len(pairs)
+        for label, action in pairs[shift:] + pairs[:shift]:
             tasks.append(flush)
             tasks.append(dict(action, name='%s converge' % label))
             tasks.append(dict(action, name='%s rerun' % label))
@@ -114,33 +135,45 @@ def run_playbook(playbook_file):
 
 def run_direct(netns, dests, rounds):
     """The same work without Ansible around it: the module process alone, and `ip -batch` alone."""
-    routes = [{'dest': dest, 'gateway': GATEWAY, 'dev': 'wan1'} for dest in dests]
-    args = {'netns': netns, 'table': str(TABLE), 'routes': routes}
     with tempfile.NamedTemporaryFile('w', suffix='.batch') as batch:
         batch.write(''.join('route replace %s via %s dev wan1 table %d\n' % (dest, GATEWAY, TABLE) for dest in dests))
         batch.flush()
-        times = {}
+        runs = [('route_table %s' % form,
+                 lambda args={'netns': netns, 'table': str(TABLE), 'routes': routes_as(form, dests)}:
+                 run_module('route_table', args))
+                for form in FORMS]
+        runs.append(('ip -batch', lambda: subprocess.run(['ip', '-n', netns, '-batch', batch.name], check=True)))
+        times, cpu = {}, {}
         for _ in range(rounds):
-            for label, run in (('route_table', lambda: run_module('route_table', args)),
-                               ('ip -batch', lambda: subprocess.run(['ip', '-n', netns, '-batch', batch.name], check=True))):
+            for label, run in runs:
                 subprocess.run(['ip', '-n', netns, 'route', 'flush', 'table', str(TABLE)], capture_output=True)
                 for step in ('converge', 'rerun'):
-                    started = time.monotonic()
+                    started, cpu_started = time.monotonic(), _children_cpu()
                     result = run()
                     times.setdefault('%s %s' % (label, step), []).append(time.monotonic() - started)
+                    cpu.setdefault('%s %s' % (label, step), []).append(_children_cpu() - cpu_started)
                     if isinstance(result, dict) and result.get('failed'):
                         raise SystemExit('route_table failed: %s' % result.get('msg'))
-    return dict((name, statistics.median(values)) for name, values in times.items())
+    return [dict((name, statistics.median(values)) for name, values in measured.items()) for measured in (times, cpu)]
+
+
+def _children_cpu():
+    """CPU seconds (user + system) of the child processes that ended: less moved by the machine's load than wall time."""
+    times = os.times()
+    return times.children_user + times.children_system
 
 
 def report(title, median):
     print(title)
-    for name in ('route_table converge', 'ip -batch converge', 'route_table rerun', 'ip -batch rerun'):
-        print('  %-22s %6.3f s' % (name, median[name]))
-    print('  ratio converge (route_table / ip -batch): %.2fx  (target <= 1.5x)'
-          % (median['route_table converge'] / median['ip -batch converge']))
-    print('  ratio no-op rerun (route_table / ip -batch): %.2fx  (target <= 1.0x)'
-          % (median['route_table rerun'] / median['ip -batch rerun']))
+    for step in ('converge', 'rerun'):
+        for label in ['route_table %s' % form for form in FORMS] + ['ip -batch']:
+            name = '%s %s' % (label, step)
+            print('  %-30s %6.3f s' % (name, median[name]))
+    for form in FORMS:
+        print('  %-8s ratio converge (route_table / ip -batch): %5.2fx  (target <= 1.5x)'
+              % (form, median['route_table %s converge' % form] / median['ip -batch converge']))
+        print('  %-8s ratio no-op rerun (route_table / ip -batch): %5.2fx  (target <= 1.0x)'
+              % (form, median['route_table %s rerun' % form] / median['ip -batch rerun']))
 
 
 def main():
@@ -162,16 +195,18 @@ def main():
     by_task = {}
     for entry in times:
         by_task.setdefault(entry['task'], []).append(entry)
-    for name in ('route_table converge', 'ip -batch converge'):
+    for name in ['route_table %s converge' % form for form in FORMS] + ['ip -batch converge']:
         if not all(entry['changed'] for entry in by_task[name]):
             raise SystemExit('%s did not report a change' % name)
-    if any(entry['changed'] for entry in by_task['route_table rerun']):
-        raise SystemExit('route_table rerun reported a change')
+    for form in FORMS:
+        if any(entry['changed'] for entry in by_task['route_table %s rerun' % form]):
+            raise SystemExit('route_table %s rerun reported a change' % form)
     median = dict((name, statistics.median(entry['seconds'] for entry in entries))
                   for name, entries in by_task.items() if name != 'flush')
     print('%d routes, %d rounds, medians' % (args.routes, args.rounds))
     report('Ansible task wall time (ansible-playbook, connection local):', median)
-    report('Process time alone (module process with its JSON args vs ip -batch):', direct)
+    report('Process time alone (module process with its JSON args vs ip -batch):', direct[0])
+    report('CPU time of that process (user + system):', direct[1])
 
 
 if __name__ == '__main__':

@@ -36,6 +36,7 @@ from ansible_collections.netpolicy.routing.plugins.module_utils._engine import (
 from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
 from ansible_collections.netpolicy.routing.plugins.module_utils._module import NETNS_SPEC
 from ansible_collections.netpolicy.routing.plugins.module_utils._rt_tables import resolve_table, table_names
+from ansible_collections.netpolicy.routing.plugins.module_utils._spec import check_params
 
 FAMILIES = ('ipv4', 'ipv6')
 AF = {'ipv4': socket.AF_INET, 'ipv6': socket.AF_INET6}
@@ -79,7 +80,9 @@ ROUTE_OPTIONS = dict(
 )
 TABLE_OPTIONS = dict(
     table=dict(type='str', required=True),
-    routes=dict(type='list', elements='dict', default=[], options=ROUTE_OPTIONS),
+    # raw: a route is a dict or a string (parse_route_text); change() checks each
+    # one itself, so Ansible does not validate 10,000 dicts (see docs/performance.md).
+    routes=dict(type='list', elements='raw', default=[], options=ROUTE_OPTIONS),
     state=dict(type='str', choices=['present', 'absent']),
     purge=dict(type='bool', default=False),
     copy_from=dict(type='str'),
@@ -88,7 +91,7 @@ TABLE_OPTIONS = dict(
 )
 ROUTE_TABLE_SPEC = dict(
     table=dict(type='str'),
-    routes=dict(type='list', elements='dict', options=ROUTE_OPTIONS),
+    routes=dict(type='list', elements='raw', options=ROUTE_OPTIONS),
     state=dict(type='str', default='present', choices=['present', 'absent']),
     purge=dict(type='bool'),
     copy_from=dict(type='str'),
@@ -190,6 +193,115 @@ def default_scope(route):
     return 'global'
 
 
+# ---------------------------------------------------------------- the string form
+
+# Words of a route that take one value, with the option each one gives.
+ROUTE_WORDS = {'via': 'gateway', 'dev': 'dev', 'src': 'src', 'metric': 'metric', 'proto': 'proto', 'scope': 'scope'}
+NEXTHOP_WORDS = {'via': 'gateway', 'dev': 'dev', 'weight': 'weight'}
+_NOT_A_DEST = set(ROUTE_WORDS) | set(FAMILIES) | set(TYPES) | set(('nexthop', 'onlink', 'table'))
+
+
+def _lead_words(words):
+    """(family word, type word, index of the destination) of the words of a route; None for a word not given."""
+    family = route_type = None
+    position = 0
+    if position < len(words) and words[position] in FAMILIES:
+        family = words[position]
+        position += 1
+    if position < len(words) and words[position] in TYPES:
+        route_type = words[position]
+        position += 1
+    return family, route_type, position
+
+
+def parse_route_text(text, field):
+    """The options of one route given as a string in iproute2's words.
+
+        [ipv4|ipv6] [TYPE] DEST [via ADDRESS] [dev IFNAME] [src ADDRESS] [metric NUMBER]
+            [proto PROTO] [scope SCOPE] [onlink] [nexthop via ADDRESS [dev IFNAME] [weight NUMBER] [onlink]]...
+
+    The words between DEST and the first nexthop come in any order. The result
+    is what the dict form gives (route_options then checks both alike); only the
+    grammar is checked here. ``field`` names the route in errors.
+    """
+    words = text.split()
+
+    def fail(message):
+        raise InputError(field, '%s in route %r' % (message, text))
+
+    family, route_type, position = _lead_words(words)
+    if position == len(words):
+        fail('no destination')
+    if words[position] in _NOT_A_DEST:
+        fail('no destination before %r' % words[position])
+    spec = {'dest': words[position]}
+    if family:
+        spec['family'] = family
+    if route_type:
+        spec['type'] = route_type
+    position += 1
+    hops, hop_onlink = [], []
+    while position < len(words):
+        word = words[position]
+        position += 1
+        if word == 'nexthop':
+            hop, onlink, where = {}, False, ' (nexthop %d)' % (len(hops) + 1)
+            while position < len(words) and words[position] != 'nexthop':
+                if words[position] == 'onlink':
+                    onlink = True
+                    position += 1
+                elif words[position] not in NEXTHOP_WORDS and words[position] in ROUTE_WORDS:
+                    fail('%r after a nexthop (route words come before the first nexthop)' % words[position])
+                else:
+                    position = _take_value(hop, NEXTHOP_WORDS, words, position, fail, where)
+            if 'gateway' not in hop:
+                fail('no via%s' % where)
+            hops.append(hop)
+            hop_onlink.append(onlink)
+        elif word == 'onlink':
+            spec['onlink'] = True
+        elif word == 'table':
+            fail("'table' is not a word of a route here (the table is the entry's table)")
+        else:
+            position = _take_value(spec, ROUTE_WORDS, words, position - 1, fail, '')
+    if hops:
+        if any(hop_onlink) and not all(hop_onlink):
+            fail('onlink on some nexthops only (it is for every nexthop or none)')
+        if all(hop_onlink):
+            spec['onlink'] = True
+        spec['nexthops'] = hops
+    return spec
+
+
+def _take_value(options, names, words, position, fail, where):
+    """Stores the value of the word at ``position`` in ``options``; returns the position after the value."""
+    word = words[position]
+    name = names.get(word)
+    if name is None:
+        fail('unknown word %r%s' % (word, where))
+    if name in options:
+        fail('%r given twice%s' % (word, where))
+    if position + 1 == len(words):
+        fail('%r needs a value%s' % (word, where))
+    value = words[position + 1]
+    if name in ('metric', 'weight'):
+        if not value.isdigit():
+            fail('%r needs a number, got %r%s' % (word, value, where))
+        value = int(value)
+    options[name] = value
+    return position + 2
+
+
+def route_options(element, field):
+    """The options of one element of ``routes``: a dict checked against ROUTE_OPTIONS, or a string."""
+    if isinstance(element, str):
+        # Then the same checks as a mapping (choices, defaults).
+        element = parse_route_text(element, field)
+    if isinstance(element, dict):
+        return check_params(ROUTE_OPTIONS, element, field + '.')
+    raise InputError(field, 'a route is a mapping of options or a string, got %r' % (element,))
+
+
 def normalize_route(spec, field, table, interfaces, family=None, addresses=None, absent=False):
     """The route dict of one user route ``spec`` (module options), or InputError naming ``field``.
 
@@ -275,10 +387,6 @@ def normalize_route(spec, field, table, interfaces, family=None, addresses=None,
     return route
 
 
-FIELDS = ('family', 'table', 'dest', 'tos', 'metric', 'type', 'gateway', 'dev', 'src', 'scope', 'proto',
-          'onlink', 'nexthops')
-
-
 def key(route):
     return (route['family'], route['table'], route['dest'], route['tos'], route['metric'])
 
@@ -287,9 +395,24 @@ def normalize_routes(specs, field, table, interfaces, family=None, addresses=Non
     """{key: route} of a list of user routes; two different routes with one key are an error."""
     addresses = addresses or _Addresses()
     routes, where = {}, {}
-    for index, spec in enumerate(specs or []):
+    # Routes that differ only in dest normalize alike: with 10,000 routes over a few
+    # gateways, each shape is checked once and the others are copies with their dest.
+    shapes = {}
+    for index, element in enumerate(specs or []):
         route_field = '%s[%d]' % (field, index)
-        route = normalize_route(spec, route_field, table, interfaces, family, addresses, absent)
+        dest, shape = route_shape(element)
+        route = None
+        if shape is not None:
+            dest_family, dest = addresses.prefix(dest, route_field + '.dest')
+            shape = (shape, dest_family)
+            template = shapes.get(shape)
+            if template is not None:
+                route = dict(template, dest=dest)
+        if route is None:
+            route = normalize_route(route_options(element, route_field), route_field, table, interfaces, family,
+                                    addresses, absent)
+            if shape is not None:
+                shapes[shape] = route
         route_key = key(route)
         if route_key in routes:
             if routes[route_key] != route:
@@ -299,6 +422,37 @@ def normalize_routes(specs, field, table, interfaces, family=None, addresses=Non
         routes[route_key] = route
         where[route_key] = route_field
     return routes
+
+
+_SHAPE_SCALARS = (str, int, bool, float, type(None))
+
+
+def route_shape(element):
+    """(dest, the rest of ``element`` without its dest) of a route, or (None, None).
+
+    Two routes of one shape give the same route but for dest (normalize_routes).
+    None where that is not plain to see (no dest, nested nexthops): such routes
+    are normalized one by one.
+    """
+    if isinstance(element, str):
+        words = element.split()
+        position = _lead_words(words)[2]
+        if position == len(words) or words[position] in _NOT_A_DEST:
+            return None, None
+        return words[position], ('text', tuple(words[:position]), tuple(words[position + 1:]))
+    if isinstance(element, dict):
+        dest = element.get('dest')
+        if not isinstance(dest, str):
+            return None, None
+        rest = []
+        for name, value in element.items():
+            if name != 'dest':
+                if not isinstance(value, _SHAPE_SCALARS):
+                    return None, None
+                # The type too: {'metric': True} is refused where {'metric': 1} is not.
+                rest.append((name, type(value).__name__, value))
+        return dest, ('dict', tuple(sorted(rest)))
+    return None, None
 
 
 def normalize_excludes(values, field, addresses=None):
@@ -433,11 +587,12 @@ class RouteKind(Kind):
         return self.labels.get(table, str(table))
 
     def spec(self, item):
-        values = tuple(item[name] for name in FIELDS)
-        text = self.specs.get(values)
-        if text is None:
-            text = self.specs[values] = spec_text(item, self.label(item['table']))
-        return text
+        # By identity, keeping the item alive so its id is not reused: most renders are
+        # of the very same dicts (the kernel's routes in diff before, after and result).
+        found = self.specs.get(id(item))
+        if found is None or found[0] is not item:
+            found = self.specs[id(item)] = (item, spec_text(item, self.label(item['table'])))
+        return found[1]
 
     def text(self, action, item):
         verb = {ADD: 'add', DELETE: 'del'}.get(action, 'replace')

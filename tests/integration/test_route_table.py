@@ -95,6 +95,89 @@ def test_apply_check_rerun_diff(netns):
     assert 'default via 198.51.100.9 dev wan1' in show(ns, 101)
 
 
+# ROUTES in the string form, one of them left a mapping: both forms mix.
+ROUTE_STRINGS = [
+    'default via 198.51.100.1 dev wan1',
+    '192.0.2.0/24 dev wan2',
+    {'dest': '192.168.10.0/24', 'gateway': '203.0.113.1', 'metric': 20, 'proto': 'static'},
+    '2001:db8:10::/48 via 2001:db8:1::1 dev wan1',
+]
+
+
+def test_string_form_apply_check_rerun(netns):
+    ns = lab(netns)
+    check = route_table(ns, table='101', routes=ROUTE_STRINGS, check=True, diff=True)
+    assert check['changed'] and 'failed' not in check, check
+    assert show(ns, 101) == []
+
+    real = route_table(ns, table='101', routes=ROUTE_STRINGS, diff=True)
+    assert real['changed'] and 'failed' not in real and not real.get('warnings'), real
+    assert check['commands'] == real['commands'] and check['diff'] == real['diff']
+    assert real['commands'] == [
+        'ip route add default via 198.51.100.1 dev wan1 table 101',
+        'ip route add 192.0.2.0/24 dev wan2 table 101',
+        'ip route add 192.168.10.0/24 via 203.0.113.1 table 101 proto static metric 20',
+        'ip -6 route add 2001:db8:10::/48 via 2001:db8:1::1 dev wan1 table 101',
+    ]
+    assert show(ns, 101) == ['192.0.2.0/24 dev wan2 scope link',
+                             '192.168.10.0/24 via 203.0.113.1 dev wan2 proto static metric 20',
+                             'default via 198.51.100.1 dev wan1']
+
+    again = route_table(ns, table='101', routes=ROUTE_STRINGS, diff=True)
+    assert not again['changed'] and again['commands'] == [], again
+    assert not route_table(ns, table='101', routes=ROUTE_STRINGS, check=True)['changed']
+    # The same routes as mappings: nothing to do either.
+    assert not route_table(ns, table='101', routes=ROUTES)['changed']
+    # As one string, the routes separated by commas: Ansible splits it into the list.
+    joined = ','.join(ROUTE_STRINGS[:2] + ['192.168.10.0/24 via 203.0.113.1 metric 20 proto static'] + ROUTE_STRINGS[3:])
+    assert not route_table(ns, table='101', routes=joined)['changed']
+
+    moved = ['default via 198.51.100.9 dev wan1'] + ROUTE_STRINGS[1:]
+    check = route_table(ns, table='101', routes=moved, check=True)
+    real = route_table(ns, table='101', routes=moved)
+    assert check['commands'] == real['commands'] == [
+        'ip route replace default via 198.51.100.9 dev wan1 table 101'], real
+
+
+def test_string_form_types_multipath_list_form(netns):
+    ns = lab(netns)
+    strings = [
+        'default nexthop via 198.51.100.1 dev wan1 weight 2 nexthop via 203.0.113.1 dev wan2',
+        'ipv6 default nexthop via 2001:db8:1::1 dev wan1 weight 3 nexthop via 2001:db8:2::1',
+        'blackhole 192.0.2.0/26',
+        'prohibit 192.0.2.128/26 metric 5',
+        'ipv6 unreachable 2001:db8:66::/48',
+        '198.18.0.0/24 via 192.168.77.1 dev wan1 onlink',
+        '198.18.1.0/24 dev wan2 src 203.0.113.2 scope global proto static',
+    ]
+    mappings = [
+        {'dest': 'default', 'nexthops': [{'gateway': '198.51.100.1', 'dev': 'wan1', 'weight': 2},
+                                         {'gateway': '203.0.113.1', 'dev': 'wan2'}]},
+        {'dest': 'default', 'nexthops': [{'gateway': '2001:db8:1::1', 'dev': 'wan1', 'weight': 3},
+                                         {'gateway': '2001:db8:2::1'}]},
+        {'dest': '192.0.2.0/26', 'type': 'blackhole'},
+        {'dest': '192.0.2.128/26', 'type': 'prohibit', 'metric': 5},
+        {'dest': '2001:db8:66::/48', 'type': 'unreachable', 'family': 'ipv6'},
+        {'dest': '198.18.0.0/24', 'gateway': '192.168.77.1', 'dev': 'wan1', 'onlink': True},
+        {'dest': '198.18.1.0/24', 'dev': 'wan2', 'src': '203.0.113.2', 'scope': 'global', 'proto': 'static'},
+    ]
+    tables = [{'table': '105', 'purge': True, 'routes': strings},
+              {'table': '106', 'routes': ['default via 203.0.113.1 dev wan2']}]
+    check = route_table(ns, tables=tables, check=True)
+    real = route_table(ns, tables=tables)
+    assert check['commands'] == real['commands'] and len(real['commands']) == 8, real
+    assert 'ip route add default table 105 nexthop via 198.51.100.1 dev wan1 weight 2 ' \
+        'nexthop via 203.0.113.1 dev wan2 weight 1' in real['commands']
+    assert 'ip route add 198.18.1.0/24 dev wan2 table 105 proto static scope global src 203.0.113.2' in real['commands']
+    assert 'nexthop via 2001:db8:2::1 dev wan2 weight 1' in ' '.join(show_full(ns, 105, '-6'))
+    assert 'prohibit 192.0.2.128/26 metric 5' in show(ns, 105)
+    assert show(ns, 106) == ['default via 203.0.113.1 dev wan2']
+    assert not route_table(ns, tables=tables)['changed']
+    assert not route_table(ns, tables=tables, check=True)['changed']
+    # The mappings of the same routes: the same table, nothing to do.
+    assert not route_table(ns, table='105', purge=True, routes=mappings)['changed']
+
+
 def test_absent_and_purge(netns):
     ns = lab(netns)
     assert route_table(ns, table='102', routes=ROUTES)['changed']
@@ -289,6 +372,23 @@ BAD = [
                   {'table': '111', 'routes': [{'dest': 'default', 'dev': 'wan1', 'proto': 'nonsense'}]}]),
      'tables[1].routes[0].proto: unknown route protocol'),
     (dict(table='110', copy_from='nosuchtable'), "copy_from: unknown routing table name"),
+    # The string form, and mappings checked by the module itself.
+    (dict(table='110', routes=['192.0.2.0/24 dev wan1', '100.64.1.0/24 vai 198.51.100.1']),
+     "routes[1]: unknown word 'vai' in route '100.64.1.0/24 vai 198.51.100.1'"),
+    (dict(tables=[{'table': '110', 'routes': ['default dev wan1']},
+                  {'table': '111', 'routes': ['default via 198.51.100.1', 'x via 198.51.100.1']}]),
+     "tables[1].routes[1].dest: not an IP address or prefix: 'x'"),
+    (dict(table='110', routes=['192.0.2.0/24 dev wan1', '192.0.3.0/24 dev eth9']),
+     "routes[1].dev: no interface 'eth9'"),
+    (dict(table='110', routes=['default dev wan1 table 110']),
+     "routes[0]: 'table' is not a word of a route here"),
+    (dict(table='110', routes=['default via 198.51.100.1 scope sky']),
+     "routes[0].scope: one of global, host, link, site, got 'sky'"),
+    (dict(table='110', routes=['192.0.2.0/24 dev wan1', {'dest': '192.0.2.0/24', 'dev': 'wan2'}]),
+     'routes[1]: conflicts with routes[0]'),
+    (dict(table='110', routes=[{'dest': 'default', 'device': 'wan1'}]), 'routes[0].device: not an option'),
+    (dict(table='110', routes=[{'gateway': '198.51.100.1'}]), 'routes[0].dest: required'),
+    (dict(table='110', routes=[7]), 'routes[0]: a route is a mapping of options or a string, got 7'),
 ]
 
 
@@ -326,9 +426,13 @@ def test_debian_python_smoke(netns):
     """Debian 12's /usr/bin/python3 (pyroute2 0.7.2): apply, rerun, multipath, IPv6."""
     ns = lab(netns)
     routes = ROUTES + [{'dest': '10.20.0.0/16', 'nexthops': [{'gateway': '198.51.100.1', 'weight': 2},
-                                                             {'gateway': '203.0.113.1'}]}]
+                                                             {'gateway': '203.0.113.1'}]},
+                       '10.30.0.0/16 nexthop via 198.51.100.1 nexthop via 203.0.113.1 weight 3',
+                       'blackhole 10.40.0.0/16']
     real = route_table(ns, table='130', routes=routes, python=DEBIAN_PYTHON)
-    assert real['changed'] and len(real['commands']) == 5, real
+    assert real['changed'] and len(real['commands']) == 7, real
     assert not route_table(ns, table='130', routes=routes, python=DEBIAN_PYTHON)['changed']
     bad = route_table(ns, table='130', routes=[{'dest': 'default', 'dev': 'eth9'}], python=DEBIAN_PYTHON)
     assert bad.get('failed') and "routes[0].dev: no interface 'eth9'" in bad['msg'], bad
+    bad = route_table(ns, table='130', routes=['default vai 198.51.100.1'], python=DEBIAN_PYTHON)
+    assert bad.get('failed') and "routes[0]: unknown word 'vai'" in bad['msg'], bad

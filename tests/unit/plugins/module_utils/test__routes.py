@@ -7,7 +7,7 @@ from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
 from ansible_collections.netpolicy.routing.plugins.module_utils._engine import ADD, DELETE, REPLACE, InputError
 from ansible_collections.netpolicy.routing.plugins.module_utils._routes import (
     RouteKind, TableTarget, _ipv4_prefix, complete, from_netlink, key, normalize_excludes, normalize_route,
-    normalize_routes, spec_text, table_entries, to_request)
+    normalize_routes, parse_route_text, route_options, route_shape, spec_text, table_entries, to_request)
 
 INTERFACES = {'lo': 1, 'wan1': 2, 'wan2': 3}
 NAMES = dict((index, name) for name, index in INTERFACES.items())
@@ -255,3 +255,167 @@ def test_bad_tables(table, message):
 def test_requests_are_sent_in_batches_of_64k(sizes, expected):
     batches = list(_netlink._batches([b'x' * size for size in sizes]))
     assert [(start, len(chunk)) for start, chunk in batches] == expected
+
+
+# ---------------------------------------------------------------- the string form
+
+@pytest.mark.parametrize('text,expected', [
+    ('100.64.1.0/24 via 198.51.100.1 dev wan1 metric 10',
+     dict(dest='100.64.1.0/24', gateway='198.51.100.1', dev='wan1', metric=10)),
+    ('blackhole 100.64.2.0/24', dict(type='blackhole', dest='100.64.2.0/24')),
+    ('  192.0.2.0/24   dev\twan1 ', dict(dest='192.0.2.0/24', dev='wan1')),
+    ('ipv6 unreachable default', dict(family='ipv6', type='unreachable', dest='default')),
+    ('unicast default via 198.51.100.1', dict(type='unicast', dest='default', gateway='198.51.100.1')),
+    # Words between the destination and the first nexthop come in any order.
+    ('192.0.2.0/24 metric 5 scope global src 198.51.100.2 proto static dev wan1',
+     dict(dest='192.0.2.0/24', metric=5, scope='global', src='198.51.100.2', proto='static', dev='wan1')),
+    ('default via 192.168.7.1 dev wan1 onlink', dict(dest='default', gateway='192.168.7.1', dev='wan1', onlink=True)),
+    ('default nexthop via 198.51.100.1 dev wan1 weight 2 nexthop via 203.0.113.1 dev wan2',
+     dict(dest='default', nexthops=[{'gateway': '198.51.100.1', 'dev': 'wan1', 'weight': 2},
+                                    {'gateway': '203.0.113.1', 'dev': 'wan2'}])),
+    ('default metric 7 nexthop via 198.51.100.1 onlink nexthop via 203.0.113.1 weight 3 onlink',
+     dict(dest='default', metric=7, onlink=True, nexthops=[{'gateway': '198.51.100.1'},
+                                                           {'gateway': '203.0.113.1', 'weight': 3}])),
+])
+def test_parse_route_text(text, expected):
+    assert parse_route_text(text, 'routes[0]') == expected
+
+
+@pytest.mark.parametrize('text,message', [
+    ('100.64.1.0/24 vai 198.51.100.1', "unknown word 'vai' in route '100.64.1.0/24 vai 198.51.100.1'"),
+    ('', "no destination in route ''"),
+    ('blackhole', "no destination in route 'blackhole'"),
+    ('via 198.51.100.1', "no destination before 'via'"),
+    ('ipv6 nexthop via 2001:db8::1', "no destination before 'nexthop'"),
+    ('default dev wan1 dev wan2', "'dev' given twice"),
+    ('default via', "'via' needs a value"),
+    ('default dev wan1 metric ten', "'metric' needs a number, got 'ten'"),
+    ('default dev wan1 metric -1', "'metric' needs a number, got '-1'"),
+    ('default dev wan1 table 100', "'table' is not a word of a route here"),
+    ('default dev wan1 weight 2', "unknown word 'weight'"),
+    ('default blackhole', "unknown word 'blackhole'"),
+    ('default nexthop dev wan1 nexthop via 203.0.113.1', 'no via (nexthop 1)'),
+    ('default nexthop via 198.51.100.1 nexthop via 203.0.113.1 weight x', "'weight' needs a number, got 'x' (nexthop 2)"),
+    ('default nexthop via 198.51.100.1 src 198.51.100.2', "'src' after a nexthop (route words come before"),
+    ('default nexthop via 198.51.100.1 bogus', "unknown word 'bogus' (nexthop 1)"),
+    ('default nexthop via 198.51.100.1 via 198.51.100.9', "'via' given twice (nexthop 1)"),
+    ('default nexthop via 198.51.100.1 onlink nexthop via 203.0.113.1', 'onlink on some nexthops only'),
+])
+def test_parse_route_text_rejects(text, message):
+    with pytest.raises(InputError) as caught:
+        parse_route_text(text, 'tables[0].routes[3]')
+    assert caught.value.field == 'tables[0].routes[3]'
+    assert str(caught.value).startswith('tables[0].routes[3]: ')
+    assert message in str(caught.value)
+    assert str(caught.value).endswith(' in route %r' % text)
+
+
+@pytest.mark.parametrize('spec', ROUND_TRIP + [
+    dict(dest='default', type='unreachable', family='ipv6'),
+    dict(dest='192.0.2.0/24', dev='wan1', scope='global'),
+    dict(dest='192.0.2.7', dev='wan1', proto='77'),
+])
+def test_commands_read_back_as_strings(spec):
+    """The words of the commands (without the table) are the string form of the same route."""
+    wanted = route(**spec)
+    text = spec_text(wanted, '100').replace(' table 100', '')
+    if wanted['family'] == 'ipv6':
+        text = 'ipv6 ' + text
+    assert route(**parse_route_text(text, 'routes[0]')) == wanted
+
+
+@pytest.mark.parametrize('element,message', [
+    ({'dest': 'default', 'device': 'wan1'}, 'routes[2].device: not an option (known: dest, dev'),
+    ({'gateway': '198.51.100.1'}, 'routes[2].dest: required'),
+    ({'dest': 'default', 'dev': 'wan1', 'metric': 'ten'}, "routes[2].metric: expected int, got 'ten'"),
+    ({'dest': 'default', 'type': 'local'}, "routes[2].type: one of blackhole, prohibit, throw, unicast, unreachable"),
+    ({'dest': 'default', 'nexthops': [{'gateway': '198.51.100.1'}, {'dev': 'wan2'}]},
+     'routes[2].nexthops[1].gateway: required'),
+    (5, 'routes[2]: a route is a mapping of options or a string, got 5'),
+    (['default', 'dev', 'wan1'], 'routes[2]: a route is a mapping of options or a string'),
+])
+def test_route_options_checks_mappings_as_ansible_did(element, message):
+    with pytest.raises(InputError) as caught:
+        route_options(element, 'routes[2]')
+    assert str(caught.value).startswith(message)
+
+
+def test_route_options_fills_in_defaults_and_converts():
+    options = route_options({'dest': '192.0.2.0/24', 'dev': 'wan1', 'metric': '5', 'onlink': 'yes'}, 'routes[0]')
+    assert options['metric'] == 5 and options['onlink'] is True and options['type'] == 'unicast'
+    assert options['proto'] == 'boot' and options['gateway'] is None
+
+
+@pytest.mark.parametrize('element,expected', [
+    ('192.0.2.0/24 via 198.51.100.1', ('192.0.2.0/24', ('text', (), ('via', '198.51.100.1')))),
+    ('ipv6 blackhole 2001:db8::/32', ('2001:db8::/32', ('text', ('ipv6', 'blackhole'), ()))),
+    ('via 198.51.100.1', (None, None)),
+    ('blackhole', (None, None)),
+    ({'dest': '192.0.2.0/24', 'metric': 1, 'dev': 'wan1'},
+     ('192.0.2.0/24', ('dict', (('dev', 'str', 'wan1'), ('metric', 'int', 1))))),
+    ({'dest': 'default', 'nexthops': []}, (None, None)),
+    ({'dest': 7, 'dev': 'wan1'}, (None, None)),
+    ({'dev': 'wan1'}, (None, None)),
+    (7, (None, None)),
+])
+def test_route_shape(element, expected):
+    assert route_shape(element) == expected
+
+
+MIXED = [
+    '100.64.1.0/24 via 198.51.100.1 dev wan1 metric 10',
+    '100.64.2.0/24 via 198.51.100.1 dev wan1 metric 10',
+    {'dest': '100.64.3.0/24', 'gateway': '198.51.100.1', 'dev': 'wan1', 'metric': 10},
+    {'gateway': '198.51.100.1', 'dest': '100.64.4.0/24', 'metric': 10, 'dev': 'wan1'},
+    'blackhole 100.64.5.0/24',
+    'blackhole default metric 5',
+    'blackhole 2001:db8:5::/48',
+    'default nexthop via 198.51.100.1 dev wan1 weight 2 nexthop via 203.0.113.1 dev wan2',
+    '2001:db8:7::/48 via 2001:db8:1::1',
+    '2001:db8:8::/48 via 2001:db8:1::1 metric 0',
+    {'dest': '100.64.9.0/24', 'dev': 'wan2', 'onlink': 'yes'},
+    {'dest': '100.64.10.0/24', 'dev': 'wan2', 'onlink': True},
+]
+
+
+def test_normalize_routes_mixed_forms_as_one_by_one():
+    """Routes of one shape are copies of the first with their own dest: the same as normalizing each."""
+    routes = normalize_routes(MIXED, 'routes', 100, INTERFACES)
+    one_by_one = [normalize_route(route_options(element, 'routes[%d]' % index), 'routes[%d]' % index, 100, INTERFACES)
+                  for index, element in enumerate(MIXED)]
+    assert list(routes.values()) == one_by_one
+    assert one_by_one[1]['dest'] == '100.64.2.0/24' and one_by_one[1]['metric'] == 10
+    assert one_by_one[5]['family'] == 'ipv4' and one_by_one[6]['family'] == 'ipv6'
+    assert one_by_one[9]['metric'] == 1024
+
+
+def test_string_and_mapping_of_one_route_are_the_same_route():
+    both = ['192.0.2.0/24 via 198.51.100.1 dev wan1', {'dest': '192.0.2.0/24', 'gateway': '198.51.100.1', 'dev': 'wan1'}]
+    assert len(normalize_routes(both, 'routes', 100, INTERFACES)) == 1
+    with pytest.raises(InputError) as caught:
+        normalize_routes(['192.0.2.0/24 dev wan1', {'dest': '192.0.2.0/24', 'dev': 'wan2'}], 'routes', 100, INTERFACES)
+    assert str(caught.value).startswith('routes[1]: conflicts with routes[0]')
+
+
+@pytest.mark.parametrize('routes,message', [
+    # The second of a shape still has its dest checked, and a family of its own.
+    (['192.0.2.0/24 via 198.51.100.1', 'x via 198.51.100.1'], "routes[1].dest: not an IP address or prefix: 'x'"),
+    (['192.0.2.0/24 via 198.51.100.1', '192.0.3.1/24 via 198.51.100.1'], "routes[1].dest: prefix '192.0.3.1/24' has host"),
+    (['192.0.2.0/24 via 198.51.100.1', '2001:db8::/32 via 198.51.100.1'], 'routes[1]: mixed address families'),
+    (['192.0.2.0/24 dev wan1', '192.0.3.0/24 dev eth9'], "routes[1].dev: no interface 'eth9'"),
+    ([{'dest': '192.0.2.0/24', 'dev': 'wan1', 'metric': 1}, {'dest': '192.0.3.0/24', 'dev': 'wan1', 'metric': True}],
+     'routes[1].metric: expected int, got True'),
+    (['192.0.2.0/24 vai 198.51.100.1'], "routes[0]: unknown word 'vai' in route '192.0.2.0/24 vai 198.51.100.1'"),
+    (['default via gw'], "routes[0].gateway: not an IP address: 'gw'"),
+    (['default via 198.51.100.1 dev wan1 scope sky'], "routes[0].scope"),
+    (['default via 198.51.100.1 proto bogus'], 'routes[0].proto: unknown route protocol'),
+    (['blackhole default via 198.51.100.1'], 'routes[0].type: a blackhole route has no gateway'),
+    (['ipv6 default via 198.51.100.1'], 'routes[0].family: family ipv6 does not match'),
+    (['default nexthop via 198.51.100.1'], 'routes[0].nexthops: a multipath route needs at least two'),
+    (['default nexthop via 198.51.100.1 weight 300 nexthop via 203.0.113.1'],
+     'routes[0].nexthops[0].weight: weight 300 is out of range 1..256'),
+])
+def test_normalize_routes_rejects_strings_and_shapes(routes, message):
+    with pytest.raises(InputError) as caught:
+        normalize_routes(routes, 'routes', 100, INTERFACES)
+    assert str(caught.value).startswith(message)
