@@ -208,8 +208,9 @@ def steps(state, fast=False):
     if 'ip_rule' in state or state.get('address_rules'):
         found.append(('ip_rule', 'ip_rule', lambda check_mode: _rules_step(state, check_mode)))
     if 'nftables' in state:
-        found.append(('nftables', 'nftables', lambda check_mode: apply_nft_file(state['nftables'], check_mode,
-                                                                                 compare=not fast)))
+        def nft_step(check_mode):
+            return apply_nft_file(state['nftables'], check_mode, compare=not fast)
+        found.append(('nftables', 'nftables', nft_step))
     if 'connmark_return' in state:
         found.append(('connmark_return', 'connmark_return', _module_step(
             _connmark_return.change, CONNMARK_SPEC, state['connmark_return'], 'connmark_return.')))
