@@ -39,8 +39,11 @@ test: bootstrap
 unit:
 	$(PY) -m pytest -p no:cacheprovider tests/unit
 
+# Two worker processes (pytest-xdist), a test file each at a time: the tests
+# mostly wait on ansible-playbook and the kernel, so two cores serve two files.
+XDIST := -n 2 --dist loadfile
 integration:
-	$(PY) -m pytest -p no:cacheprovider tests/integration
+	$(PY) -m pytest -p no:cacheprovider $(XDIST) tests/integration
 
 # The module tests again with the interpreter of a Debian 12 router: /usr/bin/python3
 # with python3-pyroute2 (0.7.2) from apt; tests/helpers/modules.py runs the modules
@@ -50,7 +53,7 @@ DEBIAN_MODULE_TESTS := $(addprefix tests/integration/,test_module_python.py test
 	test_route_table.py test_ip_rule.py test_connmark_return.py)
 integration-debian:
 	@$(DEBIAN_PYTHON) -c 'import sys, importlib.metadata as m; print("integration-debian: modules run with", sys.executable, "pyroute2", m.version("pyroute2"))'
-	NETPOLICY_TEST_PYTHON=$(DEBIAN_PYTHON) $(PY) -m pytest -p no:cacheprovider $(DEBIAN_MODULE_TESTS)
+	NETPOLICY_TEST_PYTHON=$(DEBIAN_PYTHON) $(PY) -m pytest -p no:cacheprovider $(XDIST) $(DEBIAN_MODULE_TESTS)
 
 molecule:
 	@./scripts/molecule-all

@@ -5,6 +5,7 @@ every 50 ms and hold long-lived ones; then it comes back. Times are printed.
 """
 import collections
 import contextlib
+import json
 import os
 import re
 import threading
@@ -110,3 +111,23 @@ def test_one_isp_dies_upstream_and_comes_back(lab_factory):
         held_connections.close()
         watch.stop()
         print('\n'.join(watch.lines))
+
+    # The same with TCP probes (a connection to port 80 of the target through each uplink).
+    path = os.path.join(lab.etc('router'), 'netpolicy', 'routing', 'split_access.json')
+    with open(path) as handle:
+        state = json.load(handle)
+    state['monitor']['probe'] = 'tcp:80'
+    with open(path, 'w') as handle:
+        json.dump(state, handle)
+    watch = Watch(lab)
+    try:
+        wait_for(lambda: watch.saw('^monitor: probing isp1, isp2, isp3 every 0.5s'), 10)
+        time.sleep(1)
+        lab.nft('isp3', 'table inet outage { chain forward { type filter hook forward priority 0; policy drop; }; }')
+        took = wait_for(lambda: watch.saw('^isp3: out'), 2.5)
+        lab.run('isp3', 'nft', 'delete', 'table', 'inet', 'outage')
+        took_back = wait_for(lambda: watch.saw('^isp3: back in'), 2.5)
+        print('tcp:80 probes: out in %.2f s, back in %.2f s' % (took, took_back))
+        assert not watch.saw('^(isp1|isp2): out'), watch.lines
+    finally:
+        watch.stop()
