@@ -39,16 +39,14 @@ import json
 import os
 import statistics
 import sys
-import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from tests.helpers.agent import Watch  # noqa: E402
+from tests.helpers.agent import NewConnections, Watch  # noqa: E402
 from tests.lab import Lab, topologies  # noqa: E402
 from tests.lab.playbook import run_playbook  # noqa: E402
-from tests.lab.recorder import peer_text  # noqa: E402
 
 SERVER = topologies.SERVER
 PLAYBOOK = os.path.join(REPO, 'tests', 'integration', 'files', 'monitor_three_isp.yml')
@@ -93,38 +91,6 @@ def wait(condition, limit, what):
         if time.monotonic() > deadline:
             raise RuntimeError('%s: not within %.0f s' % (what, limit))
         time.sleep(0.02)
-
-
-class NewConnections:
-    """A new connection from ``node`` every 50 ms, each in its own thread: [(start, uplink or None)]."""
-
-    def __init__(self, lab, node, limit):
-        self.lab, self.node = lab, node
-        self.results = []
-        self.running = True
-        self.threads = []
-        self.limit = limit
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _one(self, start):
-        seen = self.lab.connect(self.node, SERVER, 80, count=1, timeout=1.0)[0]
-        self.results.append((start, self.lab.uplink_of(peer_text(seen)) if seen else None))
-
-    def _run(self):
-        deadline = time.monotonic() + self.limit  # bounded whatever happens
-        while self.running and time.monotonic() < deadline:
-            worker = threading.Thread(target=self._one, args=(time.monotonic(),), daemon=True)
-            worker.start()
-            self.threads.append(worker)
-            time.sleep(0.05)
-
-    def stop(self):
-        self.running = False
-        self.thread.join()
-        for worker in self.threads:
-            worker.join(timeout=3)
-        return sorted(self.results)
 
 
 def state_path(lab):

@@ -7,6 +7,9 @@ import time
 
 import pytest
 
+from tests.lab import topologies
+from tests.lab.recorder import peer_text
+
 
 def agent(lab, *argv):
     return lab.run('router', lab.agent_command('router'), *argv, check=False)
@@ -51,3 +54,35 @@ class Watch:
             return None
         finally:
             self.reader.join(timeout=5)
+
+
+class NewConnections:
+    """A new connection from ``node`` every 50 ms, each in its own thread: [(start, uplink or None)]."""
+
+    def __init__(self, lab, node, limit=60):
+        self.lab, self.node = lab, node
+        self.results = []
+        self.running = True
+        self.threads = []
+        self.limit = limit
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _one(self, start):
+        seen = self.lab.connect(self.node, topologies.SERVER, 80, count=1, timeout=1.0)[0]
+        self.results.append((start, self.lab.uplink_of(peer_text(seen)) if seen else None))
+
+    def _run(self):
+        deadline = time.monotonic() + self.limit  # bounded whatever happens
+        while self.running and time.monotonic() < deadline:
+            worker = threading.Thread(target=self._one, args=(time.monotonic(),), daemon=True)
+            worker.start()
+            self.threads.append(worker)
+            time.sleep(0.05)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+        for worker in self.threads:
+            worker.join(timeout=3)
+        return sorted(self.results)

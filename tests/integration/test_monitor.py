@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import re
-import threading
 import time
 
 import pytest
@@ -17,43 +16,12 @@ from tests.lab import topologies
 from tests.lab.playbook import REPO, recap, run_playbook
 from tests.lab.recorder import peer_text
 
-from tests.helpers.agent import Watch, agent, wait_for
+from tests.helpers.agent import NewConnections, Watch, agent, wait_for
 
 PLAYBOOK = os.path.join(REPO, 'tests', 'integration', 'files', 'monitor_three_isp.yml')
 SERVER = topologies.SERVER
 
 pytestmark = pytest.mark.slow
-
-
-class NewConnections:
-    """A new connection from ``node`` every 50 ms (each in its own thread): [(start, uplink or None)]."""
-
-    def __init__(self, lab, node):
-        self.lab, self.node = lab, node
-        self.results = []
-        self.running = True
-        self.threads = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _one(self, start):
-        seen = self.lab.connect(self.node, SERVER, 80, count=1, timeout=1.0)[0]
-        self.results.append((start, self.lab.uplink_of(peer_text(seen)) if seen else None))
-
-    def _run(self):
-        deadline = time.monotonic() + 60  # bounded whatever happens
-        while self.running and time.monotonic() < deadline:
-            worker = threading.Thread(target=self._one, args=(time.monotonic(),), daemon=True)
-            worker.start()
-            self.threads.append(worker)
-            time.sleep(0.05)
-
-    def stop(self):
-        self.running = False
-        self.thread.join()
-        for worker in self.threads:
-            worker.join(timeout=3)
-        return sorted(self.results)
 
 
 def test_one_isp_dies_upstream_and_comes_back(lab_factory):
