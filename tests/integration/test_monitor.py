@@ -24,9 +24,23 @@ SERVER = topologies.SERVER
 pytestmark = pytest.mark.slow
 
 
+def hook_was_told(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        return handle.read().splitlines()
+
+
 def test_one_isp_dies_upstream_and_comes_back(lab_factory):
     lab = lab_factory(topologies.three_isp())
     assert recap(run_playbook(lab, PLAYBOOK, nodes=['router']))['failed'] == 0
+    # a notification hook, as mwan3 users have hotplug scripts: it records what it is told
+    told = os.path.join(lab.state_dir, 'hook.log')
+    hooks = os.path.join(lab.etc('router'), 'netpolicy', 'routing', 'hook.d')
+    os.makedirs(hooks)
+    with open(os.path.join(hooks, '50-record'), 'w') as handle:
+        handle.write('#!/bin/sh\necho "$1 $2" >> %s\n' % told)
+    os.chmod(os.path.join(hooks, '50-record'), 0o755)
     watch = Watch(lab)
     held_connections = contextlib.ExitStack()
     try:
@@ -75,6 +89,7 @@ def test_one_isp_dies_upstream_and_comes_back(lab_factory):
         assert re.search(r'uplink isp2 \(wan2\): up, new connections \d+ \(\d+%\); monitor: in since .*, loss \d+%, '
                          r'rtt [\d.]+ ms', status.stdout), status.stdout
         assert 'split_access: in sync with the kernel' in status.stdout
+        wait_for(lambda: hook_was_told(told) == ['isp2 out', 'isp2 in'], 2)
     finally:
         held_connections.close()
         watch.stop()
