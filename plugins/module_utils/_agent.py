@@ -311,9 +311,9 @@ def apply_nft_file(section, check_mode, compare=True):
     if not path or family != 'inet' or not table:
         raise InputError('nftables', 'expected {"table": "inet NAME", "file": PATH}, got %r' % (section,))
     backend = NftBackend()
-    why_not = backend.usable() if compare else (None if backend.nft else 'nft not found (Debian: nftables)')
-    if why_not is not None:
-        raise EngineError(why_not)
+    # No separate `nft list tables` probe: read_table runs that and says when it fails.
+    if backend.nft is None:
+        raise EngineError('nft not found (Debian: nftables)')
     try:
         with open(path) as handle:
             script = handle.read()
@@ -398,7 +398,7 @@ def link_states():
 def uplink_counters():
     """{mark: packets} of the counters of split_access's uplink chains (one packet per new connection)."""
     backend = NftBackend()
-    if backend.usable() is not None:
+    if backend.nft is None:
         return {}
     rc, out, err = run_tool([backend.nft, '-j', 'list', 'table', 'inet', 'netpolicy_split_access'])
     if rc != 0:
