@@ -192,7 +192,7 @@ def steps(state, fast=False):
     """[(section, where, run(check_mode) -> result)] in the order they must be applied."""
     found = []
     if 'rt_tables_entry' in state:
-        found.append(('rt_tables_entry', 'rt_tables_entry', _module_step(
+        found.append(('rt_tables_entry', 'rt_tables_entry', module_step(
             _rt_tables.change, _rt_tables.ARGUMENT_SPEC, state['rt_tables_entry'], 'rt_tables_entry.')))
     if 'sysctl' in state:
         found.append(('sysctl', 'sysctl', lambda check_mode: apply_sysctls(state['sysctl'].get('values') or {},
@@ -203,25 +203,25 @@ def steps(state, fast=False):
         field = 'route_table.tables[%d]' % index
         label = table.get('table') if isinstance(table, dict) else None
         found.append(('route_table', field if label is None else '%s (table %s)' % (field, label),
-                      _module_step(_routes.change, _routes.ROUTE_TABLE_SPEC, {'tables': [table]}, 'route_table.',
+                      module_step(_routes.change, _routes.ROUTE_TABLE_SPEC, {'tables': [table]}, 'route_table.',
                                    rename=('route_table.tables[0]', field))))
     if 'ip_rule' in state or state.get('address_rules'):
-        found.append(('ip_rule', 'ip_rule', lambda check_mode: _rules_step(state, check_mode)))
+        found.append(('ip_rule', 'ip_rule', lambda check_mode: rules_step(state, check_mode)))
     if 'nftables' in state:
         def nft_step(check_mode):
             return apply_nft_file(state['nftables'], check_mode, compare=not fast)
         found.append(('nftables', 'nftables', nft_step))
     if 'connmark_return' in state:
-        found.append(('connmark_return', 'connmark_return', _module_step(
+        found.append(('connmark_return', 'connmark_return', module_step(
             _connmark_return.change, CONNMARK_SPEC, state['connmark_return'], 'connmark_return.')))
     return found
 
 
-def _module_step(change, spec, params, field, rename=None):
-    """run(check_mode) of a module's ``change``; ``rename`` (old, new): a field prefix to correct in errors."""
-    def run(check_mode):
+def module_step(change, spec, params, field, rename=None):
+    """run(check_mode, diff=False) of a module's ``change``; ``rename`` (old, new): a field prefix to correct in errors."""
+    def run(check_mode, diff=False):
         try:
-            return change(check_params(spec, params, field), check_mode, False)
+            return change(check_params(spec, params, field), check_mode, diff)
         except InputError as exc:
             name = exc.field or ''
             if rename and name.startswith(rename[0]):
@@ -230,12 +230,12 @@ def _module_step(change, spec, params, field, rename=None):
     return run
 
 
-def _rules_step(state, check_mode):
+def rules_step(state, check_mode, diff=False):
     params = dict(state.get('ip_rule') or {})
     rules = list(params.get('rules') or [])
     rules.extend(address_rules(state.get('address_rules') or [], interface_addresses()))
     params['rules'] = rules
-    return _rules.change(check_params(_rules.IP_RULE_SPEC, params, 'ip_rule.'), check_mode, False)
+    return _rules.change(check_params(_rules.IP_RULE_SPEC, params, 'ip_rule.'), check_mode, diff)
 
 
 def address_rules(templates, addresses):
@@ -304,8 +304,11 @@ def apply_sysctls(values, check_mode):
     return {'changed': bool(commands), 'commands': commands}
 
 
-def apply_nft_file(section, check_mode, compare=True):
-    """Load ``section['file']`` when the live table differs from what the file makes."""
+def apply_nft_file(section, check_mode, compare=True, script=None):
+    """Load ``section['file']`` when the live table differs from what the file makes.
+
+    ``script``: the file's content when the caller has it (check mode: the file
+    is not written yet)."""
     path, qualified = section.get('file'), section.get('table') or ''
     family, dummy, table = qualified.partition(' ')
     if not path or family != 'inet' or not table:
@@ -314,11 +317,12 @@ def apply_nft_file(section, check_mode, compare=True):
     # No separate `nft list tables` probe: read_table runs that and says when it fails.
     if backend.nft is None:
         raise EngineError('nft not found (Debian: nftables)')
-    try:
-        with open(path) as handle:
-            script = handle.read()
-    except (IOError, OSError) as exc:
-        raise EngineError('cannot read %s: %s' % (path, exc))
+    if script is None:
+        try:
+            with open(path) as handle:
+                script = handle.read()
+        except (IOError, OSError) as exc:
+            raise EngineError('cannot read %s: %s' % (path, exc))
     # The health monitor's change to the file (uplinks out), in the same transaction.
     override = section.get('override') or ''
     script = script.rstrip('\n') + '\n' + override

@@ -1,8 +1,6 @@
 """The pure logic of the role source_routing: the variables of its vars/main.yml
 (input checks and the desired state: tables, rules, nftables rules, sysctls),
 templated by Ansible's own templar as the role templates them."""
-import base64
-import json
 import os
 
 import pytest
@@ -17,17 +15,13 @@ WEB = {'name': 'web', 'from': ['192.168.99.0/24'], 'protocol': 'tcp', 'dports': 
        'interface': 'wan3', 'gateway': '100.65.3.1', 'snat': 'masquerade'}
 
 
-def value(name, policies, previous=None, **variables):
+def value(name, policies, **variables):
     loader = DataLoader()
     # the role's vars are templates, as Ansible treats a role's vars files
     values = {key: trust_as_template(item) if isinstance(item, str) else item
               for key, item in loader.load_from_file(VARS).items()}
     values.update({'source_routing_policies': policies, 'source_routing_confirm_timeout': 0,
-                   '__source_routing_link_list': {'stdout': LINKS},
-                   '__source_routing_previous_file': {}})
-    if previous is not None:
-        values['__source_routing_previous_file'] = {
-            'content': base64.b64encode(json.dumps(previous).encode()).decode()}
+                   '__source_routing_link_list': {'stdout': LINKS}})
     values.update(variables)
     return Templar(loader=loader, variables=values).template(values[name])
 
@@ -42,7 +36,7 @@ def test_seed001_host_policy():
     assert value('__source_routing_nft_prerouting', [MACBOOK]) == []
     assert value('__source_routing_nft_postrouting', [MACBOOK]) == [
         'oifname "wan2" ip saddr { 192.168.1.169 } snat ip to 192.0.2.74']
-    assert value('__source_routing_sysctls', [MACBOOK]) == ['net.ipv4.conf.wan2.rp_filter = 2']
+    assert value('__source_routing_sysctl_keys', [MACBOOK]) == ['net.ipv4.conf.wan2.rp_filter']
 
 
 def test_seed003_service_policy_is_routed_by_connection_mark():
@@ -57,22 +51,6 @@ def test_seed003_service_policy_is_routed_by_connection_mark():
         'oifname "wan3" meta nfproto ipv4 ct mark & 0x0000ff00 == 0x00000200 masquerade'
 
 
-def test_reverse_path_filter_of_uplinks_no_longer_used_is_given_back():
-    previous = {'sysctl': {'before': {'net.ipv4.conf.wan2.rp_filter': '1', 'net.ipv4.conf.wan3.rp_filter': '0',
-                                      'net.ipv4.conf.gone.rp_filter': '1'}}}
-    live = {'stdout_lines': ['net.ipv4.conf.wan2.rp_filter = 2', 'net.ipv4.conf.wan3.rp_filter = 2']}
-    assert value('__source_routing_sysctl_keys', [WEB], previous) == ['net.ipv4.conf.wan3.rp_filter']
-    assert value('__source_routing_sysctl_dropped', [WEB], previous) == [
-        'net.ipv4.conf.gone.rp_filter', 'net.ipv4.conf.wan2.rp_filter']
-    assert value('__source_routing_sysctl_restore', [WEB], previous, __source_routing_sysctl_live=live) == [
-        'net.ipv4.conf.wan2.rp_filter=1']
-    # the value before the first run is kept, not the role's own 2
-    assert value('__source_routing_sysctl_before', [WEB], previous, __source_routing_sysctl_live=live) == {
-        'net.ipv4.conf.wan3.rp_filter': '0'}
-    assert value('__source_routing_sysctl_before', [WEB], None, __source_routing_sysctl_live={
-        'stdout_lines': ['net.ipv4.conf.wan3.rp_filter = 1']}) == {'net.ipv4.conf.wan3.rp_filter': '1'}
-
-
 def test_point_to_point_ipv6_and_to():
     policy = {'name': 'vpn', 'from': ['192.168.1.10', '2001:db8:1:1::10'], 'to': ['2001:db8:5::/48'],
               'interface': 'eth0.2', 'table': 7375, 'priority': 2500}
@@ -80,22 +58,13 @@ def test_point_to_point_ipv6_and_to():
         {'dest': 'default', 'dev': 'eth0.2', 'family': 'ipv6'}]
     assert value('__source_routing_rules', [policy]) == [
         {'priority': 2500, 'table': '7375', 'family': 'ipv6', 'from': '2001:db8:1:1::10', 'to': '2001:db8:5::/48'}]
-    assert value('__source_routing_sysctls', [policy]) == []
+    assert value('__source_routing_sysctl_keys', [policy]) == []
 
 
 def test_explicit_priorities_order_the_marks():
     policies = [dict(WEB, priority=2900), dict(WEB, name='ssh', dports=[22], priority=2100)]
     marks = value('__source_routing_nft_prerouting', policies)
     assert 'tcp dport { 22 }' in marks[0] and 'tcp dport { 80, 443 }' in marks[1]
-
-
-def test_removed_policies_are_cleaned_up_from_the_saved_state():
-    previous = {'rt_tables_entry': {'entries': [{'name': 'macbook', 'id': 201}, {'name': 'web', 'id': 202}]}}
-    assert value('__source_routing_stale_entries', [WEB], previous) == [
-        {'name': 'macbook', 'id': 201}, {'name': 'web', 'id': 202}]
-    assert value('__source_routing_stale_tables', [WEB], previous) == [202]
-    assert value('__source_routing_tables', [WEB], previous)[-1] == {'table': '202', 'state': 'absent', 'purge': True}
-    assert value('__source_routing_stale_entries', [MACBOOK, WEB], previous) == []
 
 
 @pytest.mark.parametrize('policy', [MACBOOK, WEB, dict(MACBOOK, snat=None, gateway=None),

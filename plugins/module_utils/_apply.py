@@ -1,0 +1,600 @@
+# -*- coding: utf-8 -*-
+# Copyright: netpolicy.routing contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Private to this collection: a role's whole state applied as one change (module apply_state).
+
+A role computes its desired state (the version-1 format the agent reads, see
+_agent.py) and hands it to one module run, instead of one task per module:
+the same ``change`` functions, in the same order, on one connection.
+
+- What the previous run of the role left and this state no longer has (its
+  saved state file says) is removed: tables emptied, names dropped, the
+  nftables table deleted, sysctls given their value from before the role.
+- Before changing anything the module records the router's state that the
+  change touches (a Snapshot). If any step fails, the snapshot is put back,
+  so a router is never left half-changed.
+- With ``confirm_timeout``, a detached process on the router puts the
+  snapshot back when the timeout expires, unless a second run (over a new
+  connection, ``confirm: true``) confirmed first.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import signal
+import time
+
+from ansible_collections.netpolicy.routing.plugins.module_utils._engine import (
+    EngineError, InputError, build_plan, execute)
+from ansible_collections.netpolicy.routing.plugins.module_utils import _agent
+from ansible_collections.netpolicy.routing.plugins.module_utils import _connmark_return
+from ansible_collections.netpolicy.routing.plugins.module_utils import _monitor
+from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
+from ansible_collections.netpolicy.routing.plugins.module_utils import _routes
+from ansible_collections.netpolicy.routing.plugins.module_utils import _rt_tables
+from ansible_collections.netpolicy.routing.plugins.module_utils import _rules
+from ansible_collections.netpolicy.routing.plugins.module_utils._connmark import CONNMARK_SPEC, run_tool
+from ansible_collections.netpolicy.routing.plugins.module_utils._nft import NftBackend, table_name
+
+APPLY_STATE_SPEC = dict(
+    role=dict(type='str', required=True, choices=list(_agent.ROLES)),
+    state=dict(type='dict'),
+    persist=dict(type='bool', default=False),
+    state_dir=dict(type='path', default=_agent.STATE_DIR),
+    confirm_timeout=dict(type='int', default=0),
+    confirm=dict(type='bool', default=False),
+    netns=dict(type='str'),
+)
+
+SYSCTL_HEADER = '# Managed by netpolicy.routing.%s; the role rewrites this file.\n'
+# How often the armed rollback looks whether it was confirmed.
+POLL = 0.2
+
+
+def state_path(directory, role):
+    return os.path.join(directory, role + '.json')
+
+
+def read_previous(path):
+    """The state the role's last run saved, or {} (none, or not readable: nothing to remove then)."""
+    try:
+        return _agent.read_state(path)
+    except _agent.StateFileError:
+        return {}
+
+
+# ---------------------------------------------------------------- what to apply
+
+def _table_key(table):
+    return str(table.get('table')).strip() if isinstance(table, dict) else None
+
+
+def removals(state, previous):
+    """What ``previous`` has and ``state`` no longer wants: (tables, rt_tables entries, connmark_return arguments).
+
+    (The nftables table and file: see Change._nftables.)"""
+    wanted_tables = set(_table_key(table) for table in (state.get('route_table') or {}).get('tables') or [])
+    # By number: the names of the tables that go are removed first.
+    old_ids = dict((str(entry.get('name')), str(entry.get('id')))
+                   for entry in (previous.get('rt_tables_entry') or {}).get('entries') or [])
+    tables = []
+    for table in (previous.get('route_table') or {}).get('tables') or []:
+        if _table_key(table) not in wanted_tables and _table_key(table) != 'main':
+            emptied = {'table': old_ids.get(_table_key(table), _table_key(table)), 'routes': [], 'purge': True,
+                       'state': 'absent'}
+            if table.get('family'):
+                emptied['family'] = table['family']
+            tables.append(emptied)
+    wanted_names = set(entry.get('name') for entry in (state.get('rt_tables_entry') or {}).get('entries') or [])
+    entries = [entry for entry in (previous.get('rt_tables_entry') or {}).get('entries') or []
+               if entry.get('name') not in wanted_names]
+    connmark = None
+    old_mark = previous.get('connmark_return')
+    if old_mark and old_mark.get('entries') and not (state.get('connmark_return') or {}).get('entries'):
+        connmark = {'name': old_mark.get('name'), 'state': 'absent'}
+    return tables, entries, connmark
+
+
+def sysctl_plan(state, previous, live):
+    """(values to set, the ``before`` values to save, values to give back).
+
+    ``before`` keeps, per key the role sets, the value it had before the role
+    first set it, so a key the role no longer sets gets that value back.
+    """
+    section = state.get('sysctl') or {}
+    values = dict((key, str(value)) for key, value in (section.get('values') or {}).items())
+    old = previous.get('sysctl') or {}
+    old_before = old.get('before') or {}
+    before = {}
+    for key in values:
+        if key in old_before:
+            before[key] = str(old_before[key])
+        elif live.get(key) is not None:
+            before[key] = live[key]
+    give_back = dict((key, str(value)) for key, value in old_before.items()
+                     if key not in values and live.get(key) is not None and live[key] != str(value))
+    return values, before, give_back
+
+
+def read_sysctls(keys):
+    values = {}
+    for key in keys:
+        try:
+            with open(_agent.sysctl_path(key)) as handle:
+                values[key] = handle.read().strip()
+        except (IOError, OSError):
+            values[key] = None
+    return values
+
+
+def sysctl_text(role, values):
+    return SYSCTL_HEADER % role + ''.join('%s = %s\n' % (key, values[key]) for key in sorted(values))
+
+
+# ---------------------------------------------------------------- the snapshot
+
+class Snapshot:
+    """The router's state a change may touch, as the engine reads it, and how to put it back.
+
+    JSON-serializable (``document``), so the armed rollback could also read it
+    from a file; in practice the detached process inherits it.
+    """
+
+    def __init__(self, document):
+        self.document = document
+
+    @classmethod
+    def record(cls, tables, nft_tables, files, sysctl_keys):
+        ipr = _netlink.connect()
+        try:
+            rules = [rule for rule, protocol in _rules.read_rules(ipr)]
+        finally:
+            ipr.close()
+        routes = {}
+        ifnames = dict((index, name) for name, index in _netlink.interface_map().items())
+        with _netlink.RouteSocket() as sock:
+            for table in sorted(tables):
+                found = []
+                for family in _routes.FAMILIES:
+                    found.extend(_routes.read_routes(sock, family, table, ifnames))
+                routes[str(table)] = found
+        nft = {}
+        backend = NftBackend()
+        if backend.nft is not None:
+            for table in sorted(set(nft_tables)):
+                nft[table] = backend.read_table(table)
+        contents = {}
+        for path in sorted(set(files)):
+            try:
+                with open(path) as handle:
+                    contents[path] = handle.read()
+            except (IOError, OSError):
+                contents[path] = None
+        return cls({'time': time.time(), 'rules': rules, 'routes': routes, 'nft': nft, 'files': contents,
+                    'sysctl': read_sysctls(sorted(set(sysctl_keys)))})
+
+    def restore(self):
+        """Put the recorded state back; [what could not be put back]."""
+        problems = []
+        for what, step in (('rules', self._rules), ('routes', self._routes), ('nftables', self._nft),
+                           ('sysctls', self._sysctls), ('files', self._files)):
+            try:
+                step()
+            except (EngineError, InputError, OSError, IOError, ValueError) as exc:
+                problems.append('%s: %s' % (what, exc))
+        return problems
+
+    def _rules(self):
+        wanted = []
+        for rule in self.document['rules']:
+            wanted.append(dict(rule, other=dict(rule.get('other') or {})))
+        ipr = _netlink.connect()
+        try:
+            kind = _rules.RuleKind(ipr, {})
+
+            def plan():
+                return build_plan(kind, [rule for rule, protocol in _rules.read_rules(ipr)], wanted,
+                                  owned=lambda rule: True)
+            execute(plan(), kind, replan=plan)
+        finally:
+            ipr.close()
+
+    def _routes(self):
+        interfaces = _netlink.interface_map()
+        ifnames = dict((index, name) for name, index in interfaces.items())
+        with _netlink.RouteSocket() as sock:
+            kind = _routes.RouteKind(sock, interfaces, {})
+            for table, routes in self.document['routes'].items():
+                wanted = [_route_from_json(route) for route in routes]
+
+                def plan(table=int(table), wanted=wanted):
+                    current = []
+                    for family in _routes.FAMILIES:
+                        current.extend(_routes.read_routes(sock, family, table, ifnames))
+                    return build_plan(kind, current, wanted, owned=lambda route: route['proto'] != 'kernel')
+                execute(plan(), kind, replan=plan)
+
+    def _nft(self):
+        backend = NftBackend()
+        for table, text in self.document['nft'].items():
+            if text is None:
+                wanted, state = [{'table': table, 'text': ''}], 'absent'
+            else:
+                wanted, state = [{'table': table, 'text': text}], 'present'
+
+            def plan(table=table, wanted=wanted, state=state):
+                have = backend.read_table(table)
+                current = [] if have is None else [{'table': table, 'text': have}]
+                return build_plan(backend.kind, current, wanted, state=state)
+            execute(plan(), backend.kind, replan=plan)
+
+    def _sysctls(self):
+        values = dict((key, value) for key, value in self.document['sysctl'].items() if value is not None)
+        _agent.apply_sysctls(values, False)
+
+    def _files(self):
+        for path, content in self.document['files'].items():
+            if content is None:
+                if os.path.exists(path):
+                    os.unlink(path)
+            else:
+                write_file(path, content, _mode_of(path))
+
+
+def _route_from_json(route):
+    route = dict(route)
+    if route.get('nexthops') is not None:
+        route['nexthops'] = tuple(tuple(hop) for hop in route['nexthops'])
+    return route
+
+
+def _mode_of(path):
+    return 0o644 if path.startswith('/etc/sysctl.d/') or '/iproute2/' in path else 0o600
+
+
+def write_file(path, content, mode):
+    """Write ``content`` to ``path`` atomically (temporary file and rename)."""
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o700)
+    temporary = '%s.%d.tmp' % (path, os.getpid())
+    with open(temporary, 'w') as handle:
+        handle.write(content)
+    os.chmod(temporary, mode)
+    os.rename(temporary, path)
+
+
+def _file_content(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError):
+        return None
+
+
+# ---------------------------------------------------------------- confirm timeout
+
+def _netns_inode():
+    return os.stat('/proc/self/ns/net').st_ino
+
+
+def pending_path(role):
+    """The armed rollback's file: it exists while the rollback waits for a confirmation."""
+    return os.path.join(_monitor.RUN_DIR, 'pending-%s-%d.json' % (role, _netns_inode()))
+
+
+def outcome_path(role):
+    """What the rollback did, for the confirming run to report."""
+    return os.path.join(_monitor.RUN_DIR, 'rolled-back-%s-%d.json' % (role, _netns_inode()))
+
+
+def arm(role, snapshot, timeout):
+    """Start the detached process that puts ``snapshot`` back after ``timeout`` s unless confirmed."""
+    pending, outcome = pending_path(role), outcome_path(role)
+    for path in (pending, outcome):
+        if os.path.exists(path):
+            os.unlink(path)
+    write_file(pending, json.dumps({'deadline': time.time() + timeout, 'timeout': timeout}), 0o600)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        # Detached from the module's process, session and descriptors (the
+        # connection waits for them to close, and the lock must not be inherited).
+        try:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            os.write(write_end, str(os.getpid()).encode())
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.closerange(3, 65536)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            _wait_and_roll_back(pending, outcome, snapshot)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    child = os.read(read_end, 32).decode() or '0'
+    os.close(read_end)
+    return int(child)
+
+
+def extend(role, timeout):
+    """Start the timeout again now that the change is applied (a long apply does not eat it)."""
+    write_file(pending_path(role), json.dumps({'deadline': time.time() + timeout, 'timeout': timeout}), 0o600)
+
+
+def _wait_and_roll_back(pending, outcome, snapshot):
+    while True:
+        try:
+            with open(pending) as handle:
+                deadline = json.load(handle)['deadline']
+        except (IOError, OSError, ValueError, KeyError):
+            return  # confirmed (the file is gone)
+        if time.time() >= deadline:
+            break
+        time.sleep(POLL)
+    problems = snapshot.restore()
+    write_file(outcome, json.dumps({'time': time.time(), 'problems': problems}), 0o600)
+    try:
+        os.unlink(pending)
+    except OSError:
+        pass
+
+
+def confirm(role, check_mode):
+    """Disarm the role's rollback; an EngineError when it already rolled back."""
+    pending, outcome = pending_path(role), outcome_path(role)
+    if os.path.exists(pending):
+        if not check_mode:
+            os.unlink(pending)
+        return {'changed': True, 'commands': ['confirm %s (rollback disarmed)' % role]}
+    done = _file_content(outcome)
+    if done is not None:
+        problems = json.loads(done).get('problems') or []
+        raise EngineError('too late: the router already put its previous state back%s'
+                          % (' (could not put back: %s)' % '; '.join(problems) if problems else ''))
+    return {'changed': False, 'commands': []}
+
+
+# ---------------------------------------------------------------- the change
+
+def change(params, check_mode, diff):
+    role = params['role']
+    _netlink.enter_netns(params.get('netns'))
+    if params.get('confirm'):
+        return confirm(role, check_mode)
+    timeout = params.get('confirm_timeout') or 0
+    if timeout < 0:
+        raise InputError('confirm_timeout', 'must be 0 (off) or a number of seconds, got %d' % timeout)
+    state = params.get('state')
+    if not isinstance(state, dict):
+        raise InputError('state', 'required unless confirm is true')
+    if state.get('role', role) != role:
+        raise InputError('state.role', 'is %r, the module was called for %r' % (state.get('role'), role))
+    state = dict(state, role=role, version=_agent.STATE_VERSION)
+    netns = params.get('netns')
+    path = _netlink.etc_path(state_path(params['state_dir'], role), netns)
+    previous = read_previous(path)
+    plan = Change(role, state, previous, params['persist'], path, netns)
+    snapshot = None if check_mode else plan.record()
+    pid = None
+    if timeout and not check_mode:
+        pid = arm(role, snapshot, timeout)
+    try:
+        result = plan.run(check_mode, diff)
+    except (EngineError, InputError, OSError, IOError) as exc:
+        if snapshot is None:
+            raise
+        if pid is not None and os.path.exists(pending_path(role)):
+            os.unlink(pending_path(role))
+        problems = snapshot.restore()
+        raise EngineError('%s: %s; %s' % (getattr(exc, 'where', 'apply'), exc,
+                                           'put back the state from before this run' if not problems
+                                           else 'could not put everything back: %s' % '; '.join(problems)),
+                          commands=getattr(exc, 'commands', None))
+    if pid is not None:
+        extend(role, timeout)
+        result['rollback'] = {'pid': pid, 'timeout': timeout}
+    return result
+
+
+class Change:
+    """The steps of one role's change, in order, each a ``run(check_mode, diff)``."""
+
+    def __init__(self, role, state, previous, persist, path, netns=None):
+        self.role, self.state, self.previous, self.persist, self.path = role, state, previous, persist, path
+        self.netns = netns
+        self.dropped_tables, self.dropped_entries, self.dropped_connmark = removals(state, previous)
+        keys = set((state.get('sysctl') or {}).get('values') or {}) | set(((previous.get('sysctl') or {}).get('before') or {}))
+        self.live_sysctls = read_sysctls(sorted(keys))
+        self.sysctl_values, self.sysctl_before, self.sysctl_give_back = sysctl_plan(state, previous, self.live_sysctls)
+        out = _agent.monitor_out(_monitor.published()) if role == 'split_access' else set()
+        self.effective = _monitor.effective_state(state, out) if out else state
+
+    def files(self):
+        """The files this change may write: the role's state, sysctl and nftables files and rt_tables drop-in."""
+        found = [self.path]
+        for source in (self.state, self.previous):
+            found.append(self.local((source.get('rt_tables_entry') or {}).get('path') or _rt_tables.DEFAULT_PATH))
+            for section in ('sysctl', 'nftables'):
+                if (source.get(section) or {}).get('file'):
+                    found.append(self.local(source[section]['file']))
+        return found
+
+    def local(self, path):
+        """Where a file of the router is seen from this process (``netns``: see _netlink.etc_path)."""
+        return _netlink.etc_path(path, self.netns)
+
+    def tables(self):
+        names = _rt_tables.table_names(self.netns)
+        for entry in (self.state.get('rt_tables_entry') or {}).get('entries') or []:
+            names[entry.get('name')] = entry.get('id')
+        found = set()
+        for source in (self.state, self.previous):
+            for table in (source.get('route_table') or {}).get('tables') or []:
+                label = _table_key(table)
+                number = names.get(label, label)
+                try:
+                    found.add(int(number))
+                except (TypeError, ValueError):
+                    raise InputError('state.route_table', 'unknown table %r' % label)
+        return found
+
+    def nft_tables(self):
+        found = []
+        for source in (self.state, self.previous):
+            qualified = (source.get('nftables') or {}).get('table') or ''
+            if qualified.startswith('inet '):
+                found.append(qualified[len('inet '):])
+            name = (source.get('connmark_return') or {}).get('name')
+            if name:
+                found.append(table_name(name))
+        return found
+
+    def record(self):
+        return Snapshot.record(self.tables(), self.nft_tables(), self.files(),
+                               set(self.live_sysctls) | set(self.sysctl_values))
+
+    def run(self, check_mode, diff):
+        commands, diffs, changed = [], [], False
+        for where, step in self.steps():
+            try:
+                result = step(check_mode, diff)
+            except (EngineError, InputError) as exc:
+                exc.where = where
+                raise
+            if result.get('changed'):
+                changed = True
+            commands.extend(result.get('commands') or [])
+            if diff and result.get('diff') and (result['diff'].get('before') != result['diff'].get('after')):
+                diffs.append(dict(result['diff'], before_header=where, after_header=where))
+        out = {'changed': changed, 'commands': commands}
+        if diff:
+            out['diff'] = diffs
+        return out
+
+    def steps(self):
+        state = self.effective
+        found = []
+        # Names no longer used go first: a new name may take an old one's id.
+        if self.dropped_entries:
+            old = self.previous['rt_tables_entry']
+            found.append(('rt_tables_entry', _module(_rt_tables.change, _rt_tables.ARGUMENT_SPEC, dict(
+                old, entries=self.dropped_entries, state='absent'), self.netns)))
+        if (state.get('rt_tables_entry') or {}).get('entries'):
+            found.append(('rt_tables_entry', _module(_rt_tables.change, _rt_tables.ARGUMENT_SPEC, state['rt_tables_entry'], self.netns)))
+        found.append(('sysctl', self._sysctl))
+        tables = list((state.get('route_table') or {}).get('tables') or []) + self.dropped_tables
+        if tables:
+            found.append(('route_table', _module(_routes.change, _routes.ROUTE_TABLE_SPEC, {'tables': tables}, self.netns)))
+        if 'ip_rule' in state or state.get('address_rules'):
+            found.append(('ip_rule', lambda check_mode, diff: _agent.rules_step(
+                dict(state, ip_rule=dict(state.get('ip_rule') or {}, netns=self.netns)), check_mode, diff)))
+        found.append(('nftables', self._nftables))
+        mark = state.get('connmark_return') or {}
+        if mark.get('entries'):
+            found.append(('connmark_return', _module(_connmark_return.change, CONNMARK_SPEC, mark, self.netns)))
+        elif mark.get('name'):
+            found.append(('connmark_return', _module(_connmark_return.change, CONNMARK_SPEC,
+                                                     {'name': mark['name'], 'state': 'absent'}, self.netns)))
+        elif self.dropped_connmark:
+            found.append(('connmark_return', _module(_connmark_return.change, CONNMARK_SPEC, self.dropped_connmark, self.netns)))
+        found.append(('state file', self._state_file))
+        return found
+
+    def _sysctl(self, check_mode, diff):
+        section = self.state.get('sysctl') or {}
+        commands = []
+        path = section.get('file') or ((self.previous.get('sysctl') or {}).get('file'))
+        if path:
+            want = sysctl_text(self.role, self.sysctl_values) if self.sysctl_values else None
+            commands.extend(_put_file(self.local(path), want, 0o644, check_mode))
+        values = dict(self.sysctl_values)
+        values.update(self.sysctl_give_back)
+        # A key of an interface not there yet (ppp) is set by the agent when it appears.
+        values = dict((key, value) for key, value in values.items() if self.live_sysctls.get(key) is not None)
+        if values:
+            result = _agent.apply_sysctls(values, check_mode)
+            commands.extend(result['commands'])
+        return {'changed': bool(commands), 'commands': commands}
+
+    def _nftables(self, check_mode, diff):
+        section = self.effective.get('nftables') or {}
+        old = self.previous.get('nftables') or {}
+        wanted = section.get('content') is not None
+        # The previous run's table and file unless this state keeps them; this state's when it has no content.
+        gone_tables, gone_files = set(), set()
+        for source in (old, section):
+            for key, gone in (('table', gone_tables), ('file', gone_files)):
+                if source.get(key) and not (wanted and source[key] == section.get(key)):
+                    gone.add(source[key])
+        commands = []
+        for qualified in sorted(gone_tables):
+            commands.extend(_delete_nft_table(qualified, check_mode))
+        for path in sorted(gone_files):
+            commands.extend(_put_file(self.local(path), None, 0o600, check_mode))
+        if wanted:
+            commands.extend(_put_file(self.local(section['file']), section['content'], 0o600, check_mode))
+            commands.extend(_agent.apply_nft_file(section, check_mode, script=section['content'])['commands'])
+        return {'changed': bool(commands), 'commands': commands}
+
+    def saved(self):
+        """The state file's document: what the agent applies after a reboot."""
+        state = dict(self.state)
+        if 'nftables' in state:
+            if state['nftables'].get('content') is None:
+                del state['nftables']
+            else:
+                state['nftables'] = dict((key, value) for key, value in state['nftables'].items() if key != 'content')
+        if 'sysctl' in state:
+            if self.sysctl_values:
+                state['sysctl'] = dict(state['sysctl'], before=self.sysctl_before)
+            else:
+                del state['sysctl']
+        return json.dumps(state, indent=4, sort_keys=True) + '\n'
+
+    def _state_file(self, check_mode, diff):
+        want = self.saved() if self.persist else None
+        commands = _put_file(self.path, want, 0o600, check_mode)
+        return {'changed': bool(commands), 'commands': commands}
+
+
+def _delete_nft_table(qualified, check_mode):
+    family, dummy, table = qualified.partition(' ')
+    backend = NftBackend()
+    if family != 'inet' or backend.nft is None or backend.read_table(table) is None:
+        return []
+    if not check_mode:
+        rc, out, err = run_tool([backend.nft, 'delete', 'table', family, table])
+        if rc != 0:
+            raise EngineError('nft delete table %s failed: %s' % (qualified, err.strip()))
+    return ['nft delete table %s' % qualified]
+
+
+def _module(change_function, spec, params, netns=None):
+    # netns: the module's own option goes to every step (its files under /etc/netns/NAME).
+    run = _agent.module_step(change_function, spec, dict(params, netns=netns), '')
+
+    def step(check_mode, diff):
+        return run(check_mode, diff)
+    return step
+
+
+def _put_file(path, content, mode, check_mode):
+    """Make ``path`` hold ``content`` (None: not exist); the command-like lines of what changed."""
+    have = _file_content(path)
+    if have == content:
+        return []
+    if content is None:
+        if not check_mode:
+            os.unlink(path)
+        return ['rm %s' % path]
+    if not check_mode:
+        write_file(path, content, mode)
+    return ['write %s' % path]

@@ -1,0 +1,123 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: netpolicy.routing contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: apply_state
+short_description: Apply the whole state of one of the collection's roles as one change (used by the roles)
+version_added: 0.1.0
+description:
+  - The roles M(netpolicy.routing.rt_tables_entry), M(netpolicy.routing.route_table),
+    M(netpolicy.routing.ip_rule) and M(netpolicy.routing.connmark_return) would otherwise run as
+    one task each; the roles C(split_access), C(source_routing) and C(reply_via_same_router) hand
+    their desired state to this module instead, which runs the same modules' logic in order in one
+    task. It is an implementation detail of the roles; playbooks use the roles or the four modules.
+  - The state has the format of the agent's state files (C(/etc/netpolicy/routing/ROLE.json),
+    version 1, see the agent guide), plus the nftables file's content in C(nftables.content).
+  - What the role's previous run saved and this state no longer has is removed (tables emptied,
+    table names dropped, the nftables table deleted, sysctls given back the value they had before
+    the role set them).
+  - Before changing anything the module records the state the change touches (policy rules, the
+    routes of the tables, the nftables tables, the role's files, the sysctls). If a step fails,
+    that recorded state is put back, so the router is never left half-changed.
+  - With O(confirm_timeout), a process detached from the connection puts the recorded state back
+    after that many seconds unless a later run with O(confirm=true) confirms first.
+notes:
+  - In check mode, a table named by this same change is shown by its number in RV(commands), as its
+    name is not written yet; the changes predicted are the same.
+author:
+  - netpolicy.routing contributors (!UNKNOWN)
+extends_documentation_fragment:
+  - netpolicy.routing.common
+options:
+  role:
+    description: The role whose state this is; names the state file and the rollback.
+    type: str
+    required: true
+    choices: [reply_via_same_router, source_routing, split_access]
+  state:
+    description:
+      - The desired state (version-1 format of the agent's state files). Required unless
+        O(confirm=true).
+    type: dict
+  persist:
+    description: Save the state in O(state_dir) for the agent C(netpolicy-routing); false removes it.
+    type: bool
+    default: false
+  state_dir:
+    description: Directory of the roles' state files.
+    type: path
+    default: /etc/netpolicy/routing
+  confirm_timeout:
+    description:
+      - Seconds after the change is applied at which the router puts back the state from before
+        this run by itself, unless confirmed (O(confirm=true)) first. V(0) arms nothing.
+    type: int
+    default: 0
+  confirm:
+    description:
+      - Only confirm the change of an earlier run of this role (disarm its rollback); fails when
+        the rollback already happened.
+    type: bool
+    default: false
+'''
+
+EXAMPLES = r'''
+- name: Apply a saved state again, with a rollback unless confirmed in 30 seconds
+  netpolicy.routing.apply_state:
+    role: source_routing
+    state: "{{ lookup('ansible.builtin.file', 'source_routing.json') | from_json }}"
+    confirm_timeout: 30
+
+- name: Reset the connection, so the confirmation proves the router is still reachable
+  ansible.builtin.meta: reset_connection
+
+- name: Confirm
+  netpolicy.routing.apply_state:
+    role: source_routing
+    confirm: true
+'''
+
+RETURN = r'''
+commands:
+  description: What was changed (or would be, in check mode), as iproute2 and nft commands and file writes.
+  returned: always
+  type: list
+  elements: str
+  sample: ["ip rule add priority 2000 from 192.0.2.10 lookup isp2", "write /etc/netpolicy/routing/source_routing.json"]
+rollback:
+  description: The armed rollback, when O(confirm_timeout) is set.
+  returned: when a rollback was armed
+  type: dict
+  contains:
+    pid:
+      description: The process that puts the previous state back unless confirmed.
+      type: int
+      sample: 4242
+    timeout:
+      description: Seconds from the end of the change to the rollback.
+      type: int
+      sample: 30
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.netpolicy.routing.plugins.module_utils._module import require_pyroute2, run
+from ansible_collections.netpolicy.routing.plugins.module_utils._apply import APPLY_STATE_SPEC, change
+
+
+def main():
+    module = AnsibleModule(argument_spec=APPLY_STATE_SPEC, required_if=[('confirm', False, ['state'])],
+                           supports_check_mode=True)
+    require_pyroute2(module)
+    run(module, change)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,158 @@
+"""apply_state against the real kernel: a role's whole state as one change.
+
+Each test has its own `netns` namespace with its own /etc (rt_tables,
+the state directory and sysctl file under the test's tmp dir).
+"""
+import json
+import os
+import time
+
+import pytest
+
+from tests.helpers.modules import run_module
+
+MODULE = 'apply_state'
+NFT = 'table inet np_test {\n    chain out {\n        type filter hook output priority 0;\n        meta mark 0x1 counter\n    }\n}\n'
+
+
+@pytest.fixture
+def router(netns, tmp_path):
+    netns.add_dummy('wan1', '198.51.100.2/24')
+    netns.add_dummy('wan2', '203.0.113.2/24')
+    netns.rt_tables('255\tlocal\n254\tmain\n253\tdefault\n0\tunspec\n')
+    netns.files = str(tmp_path)
+    return netns
+
+
+def state_of(router, tables=('101',), rp_filter=True, nft=NFT):
+    """A source_routing-like state: a name, a table, two rules, an nftables table, a sysctl."""
+    state = {'role': 'source_routing', 'version': 1,
+             'rt_tables_entry': {'entries': [{'name': 'isp%d' % (int(table) - 100), 'id': int(table)} for table in tables]},
+             'route_table': {'tables': [{'table': table, 'purge': True,
+                                         'routes': ['default via 198.51.100.1 dev wan1']} for table in tables]},
+             'ip_rule': {'rules': [{'priority': 1000 + index, 'from': '192.168.1.%d' % (10 + index), 'table': table}
+                                   for index, table in enumerate(tables)], 'purge_priorities': '1000-1999'},
+             'nftables': {'table': 'inet np_test', 'file': os.path.join(router.files, 'test.nft'), 'content': nft},
+             'sysctl': {'file': os.path.join(router.files, 'sysctl.conf'),
+                        'values': {'net.ipv4.conf.wan1.rp_filter': 2} if rp_filter else {}}}
+    return state
+
+
+def args(router, state, **more):
+    return dict(dict(role='source_routing', state=state, persist=True, state_dir=router.files, netns=router.name), **more)
+
+
+def kernel(router):
+    """Everything the module may touch, as text."""
+    return {'rules': router.ip('rule').stdout + router.ip('-6', 'rule').stdout,
+            # (not the local table: the kernel's, where link-local addresses come and go)
+            'routes': ''.join(line + '\n' for line in router.ip('route', 'show', 'table', 'all').stdout.splitlines()
+                              if 'table local' not in line),
+            'nft': router.run('nft', '-s', 'list', 'ruleset').stdout,
+            'rp_filter': router.run('sysctl', '-n', 'net.ipv4.conf.wan1.rp_filter').stdout,
+            'rt_tables': _read_tree(os.path.join(router.etc, 'iproute2')),
+            'files': _read_tree(router.files)}
+
+
+def _read_tree(top):
+    found = {}
+    for directory, dummy, names in os.walk(top):
+        # (not lock files: rt_tables_entry's stays behind, iproute2 ignores it)
+        for name in names:
+            if name.endswith('.lock'):
+                continue
+            with open(os.path.join(directory, name)) as handle:
+                found[os.path.relpath(os.path.join(directory, name), top)] = handle.read()
+    return found
+
+
+def test_apply_again_check_diff_and_remove(router):
+    state = state_of(router)
+    predicted = run_module(MODULE, args(router, state), check=True, diff=True)
+    assert predicted['changed'] and not predicted.get('failed')
+    assert kernel(router)['files'] == {}
+    applied = run_module(MODULE, args(router, state), diff=True)
+    # Exact but for the table's label: in check mode the new name is not in rt_tables yet.
+    assert [line.replace('lookup isp1', 'lookup 101').replace('table isp1', 'table 101')
+            for line in applied['commands']] == predicted['commands']
+    assert 'ip rule add priority 1000 from 192.168.1.10 lookup isp1' in applied['commands']
+    assert 'ip route add default via 198.51.100.1 dev wan1 table 101' in applied['commands']
+    assert [diff['before_header'] for diff in applied['diff']] == ['rt_tables_entry', 'route_table', 'ip_rule']
+    now = kernel(router)
+    assert '1000:\tfrom 192.168.1.10 lookup isp1' in now['rules'] and 'meta mark 0x00000001' in now['nft']
+    assert now['rp_filter'].strip() == '2'
+    saved = json.loads(now['files']['source_routing.json'])
+    assert 'content' not in saved['nftables'] and saved['sysctl']['before'] == {'net.ipv4.conf.wan1.rp_filter': '0'}
+
+    again = run_module(MODULE, args(router, state), check=True)
+    assert not again['changed'] and again['commands'] == []
+    assert not run_module(MODULE, args(router, state))['changed']
+
+    # table 102 comes, then 101 goes: its name, routes and rule go with it
+    run_module(MODULE, args(router, state_of(router, ('101', '102'))))
+    smaller = run_module(MODULE, args(router, state_of(router, ('102',))))
+    assert 'ip route del default via 198.51.100.1 dev wan1 table 101' in smaller['commands']
+    assert 'isp1' not in kernel(router)['rt_tables']['rt_tables.d/netpolicy.conf']
+
+    # nothing wanted: everything of the role goes, rp_filter gets its value from before back
+    empty = {'role': 'source_routing', 'version': 1, 'ip_rule': {'rules': [], 'purge_priorities': '1000-1999'},
+             'nftables': {'table': 'inet np_test', 'file': os.path.join(router.files, 'test.nft'), 'content': None},
+             'sysctl': {'file': os.path.join(router.files, 'sysctl.conf'), 'values': {}}}
+    removed = run_module(MODULE, args(router, empty, persist=False))
+    assert removed['changed']
+    gone = kernel(router)
+    assert '1001:' not in gone['rules'] and 'np_test' not in gone['nft'] and gone['rp_filter'].strip() == '0'
+    assert gone['files'] == {} and router.ip('route', 'show', 'table', '102').stdout == ''
+    assert not run_module(MODULE, args(router, empty, persist=False))['changed']
+
+
+def test_a_failure_midway_puts_everything_back(router):
+    run_module(MODULE, args(router, state_of(router)))
+    before = kernel(router)
+    bad = state_of(router, ('101', '102'), nft=NFT.replace('0x1', '0x2'))
+    # the kernel refuses this gateway (not on any subnet) after names, sysctls and rules of table 101 are done
+    bad['route_table']['tables'][1]['routes'] = ['default via 192.0.2.1']
+    result = run_module(MODULE, args(router, bad))
+    assert result['failed']
+    assert result['msg'].startswith('route_table: failed to apply ip route add default via 192.0.2.1 table ')
+    assert result['msg'].endswith('put back the state from before this run')
+    assert kernel(router) == before
+
+
+def test_bad_input_touches_nothing(router):
+    before = kernel(router)
+    for state, message in (
+            (dict(state_of(router), role='split_access'), "state.role: is 'split_access'"),
+            (dict(state_of(router), ip_rule={'rules': [{'from': 'nowhere', 'table': '101'}]}),
+             "ip_rule: rules[0].from: not an IP address or prefix: 'nowhere'"),
+            (dict(state_of(router), nftables={'table': 'inet np_test', 'file': os.path.join(router.files, 'x.nft'),
+                                               'content': 'table inet np_test { nonsense }'}),
+             'nftables: could not load the rule set into a scratch network namespace')):
+        result = run_module(MODULE, args(router, state))
+        assert result['failed'] and message in result['msg'], result['msg']
+        assert kernel(router) == before
+    result = run_module(MODULE, dict(role='source_routing', netns=router.name))
+    assert result['failed'] and 'state' in result['msg']
+
+
+def test_confirm_timeout_rolls_back_unless_confirmed(router):
+    run_module(MODULE, args(router, state_of(router)))
+    before = kernel(router)
+    armed = run_module(MODULE, args(router, state_of(router, ('101', '102')), confirm_timeout=2))
+    assert armed['changed'] and armed['rollback']['timeout'] == 2
+    assert kernel(router) != before
+    deadline = time.time() + 10
+    while kernel(router) != before and time.time() < deadline:
+        time.sleep(0.2)
+    assert kernel(router) == before
+    late = run_module(MODULE, dict(role='source_routing', confirm=True, netns=router.name))
+    assert late['failed'] and 'already put its previous state back' in late['msg']
+
+    # (a longer timeout: a module run takes seconds on a busy machine)
+    run_module(MODULE, args(router, state_of(router, ('101', '102')), confirm_timeout=8))
+    changed = kernel(router)
+    confirmed = run_module(MODULE, dict(role='source_routing', confirm=True, netns=router.name))
+    assert confirmed['changed'] and not confirmed.get('failed')
+    time.sleep(9)
+    assert kernel(router) == changed
+    assert not run_module(MODULE, dict(role='source_routing', confirm=True, netns=router.name))['changed']

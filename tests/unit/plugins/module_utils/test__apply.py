@@ -1,0 +1,70 @@
+"""The pure logic of module_utils/_apply.py: what a role's previous state leaves to remove,
+the sysctls' values from before, the saved document."""
+import json
+
+from ansible_collections.netpolicy.routing.plugins.module_utils import _apply
+
+PREVIOUS = {
+    'role': 'split_access', 'version': 1,
+    'rt_tables_entry': {'entries': [{'name': 'isp1', 'id': 101}, {'name': 'isp2', 'id': 102}]},
+    'route_table': {'tables': [{'table': '101', 'routes': [], 'family': 'ipv4'}, {'table': '102', 'routes': []},
+                               {'table': 'main', 'routes': []}]},
+    'connmark_return': {'name': 'reply_via_router', 'entries': [{'mark': 65536, 'in_interface': 'wan1'}]},
+    'sysctl': {'values': {'net.ipv4.conf.wan1.rp_filter': 2, 'net.ipv4.conf.wan2.rp_filter': 2},
+               'before': {'net.ipv4.conf.wan1.rp_filter': '1', 'net.ipv4.conf.wan2.rp_filter': '0'}},
+}
+
+
+def test_removals_of_what_the_state_no_longer_has():
+    state = {'rt_tables_entry': {'entries': [{'name': 'isp2', 'id': 102}]},
+             'route_table': {'tables': [{'table': '102'}, {'table': 'main'}]}}
+    tables, entries, connmark = _apply.removals(state, PREVIOUS)
+    # the family of the old table is kept: an IPv4 role does not empty the table's IPv6 routes
+    assert tables == [{'table': '101', 'routes': [], 'purge': True, 'state': 'absent', 'family': 'ipv4'}]
+    assert entries == [{'name': 'isp1', 'id': 101}]
+    assert connmark == {'name': 'reply_via_router', 'state': 'absent'}
+
+
+def test_main_is_never_emptied_and_nothing_goes_without_a_previous_state():
+    assert _apply.removals({}, {'route_table': {'tables': [{'table': 'main'}]}}) == ([], [], None)
+    assert _apply.removals({}, {}) == ([], [], None)
+
+
+def test_sysctls_keep_their_value_from_before_the_role_and_get_it_back():
+    state = {'sysctl': {'values': {'net.ipv4.conf.wan2.rp_filter': 2, 'net.ipv4.conf.wan3.rp_filter': 2}}}
+    live = {'net.ipv4.conf.wan1.rp_filter': '2', 'net.ipv4.conf.wan2.rp_filter': '2',
+            'net.ipv4.conf.wan3.rp_filter': '1'}
+    values, before, give_back = _apply.sysctl_plan(state, PREVIOUS, live)
+    assert values == {'net.ipv4.conf.wan2.rp_filter': '2', 'net.ipv4.conf.wan3.rp_filter': '2'}
+    # wan2's value from before the first run, not the role's own 2; wan3 is new: its live value
+    assert before == {'net.ipv4.conf.wan2.rp_filter': '0', 'net.ipv4.conf.wan3.rp_filter': '1'}
+    assert give_back == {'net.ipv4.conf.wan1.rp_filter': '1'}
+
+
+def test_an_interface_that_is_gone_gets_nothing_back():
+    live = {'net.ipv4.conf.wan1.rp_filter': None, 'net.ipv4.conf.wan2.rp_filter': '0'}
+    assert _apply.sysctl_plan({}, PREVIOUS, live) == ({}, {}, {})
+
+
+def test_saved_document_has_no_file_content_and_the_values_from_before():
+    state = {'role': 'source_routing', 'version': 1,
+             'nftables': {'table': 'inet t', 'file': '/x.nft', 'content': 'table inet t {}'},
+             'sysctl': {'file': '/s.conf', 'values': {'net.ipv4.conf.wan1.rp_filter': 2}}}
+    change = _apply.Change.__new__(_apply.Change)
+    change.state, change.sysctl_values = state, {'net.ipv4.conf.wan1.rp_filter': '2'}
+    change.sysctl_before = {'net.ipv4.conf.wan1.rp_filter': '1'}
+    saved = json.loads(change.saved())
+    assert saved['nftables'] == {'table': 'inet t', 'file': '/x.nft'}
+    assert saved['sysctl']['before'] == {'net.ipv4.conf.wan1.rp_filter': '1'}
+    assert state['nftables']['content'] == 'table inet t {}'
+
+
+def test_routes_come_back_from_json_with_their_nexthops_as_tuples():
+    route = {'dest': 'default', 'nexthops': [['198.51.100.1', 'wan1', 1], ['203.0.113.1', 'wan2', 2]]}
+    assert _apply._route_from_json(route)['nexthops'] == (('198.51.100.1', 'wan1', 1), ('203.0.113.1', 'wan2', 2))
+    assert _apply._route_from_json({'dest': 'default', 'nexthops': None})['nexthops'] is None
+
+
+def test_sysctl_file_text():
+    assert _apply.sysctl_text('split_access', {'b': '2', 'a': '1'}) == (
+        '# Managed by netpolicy.routing.split_access; the role rewrites this file.\na = 1\nb = 2\n')
