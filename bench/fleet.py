@@ -42,7 +42,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from tests.lab.lab import Lab  # noqa: E402
-from tests.lab.topologies import ROUTER_SYSCTLS  # noqa: E402
+from tests.lab.topologies import fleet as fleet_topology  # noqa: E402
 
 # The variables of the tested playbooks (playbooks/seed00*.yml): the lab has the
 # packages, and no systemd runs in its namespaces.
@@ -71,23 +71,6 @@ ROLE_VARS = {
 
 ROLES = ['netpolicy.routing.split_access', 'netpolicy.routing.source_routing',
          'netpolicy.routing.reply_via_same_router']
-
-
-def fleet_topology(count):
-    """``count`` routers r01..rNN and the namespace `peers` at the far end of their links."""
-    nodes = {'peers': {}}
-    links = []
-    for number in range(1, count + 1):
-        router = 'r%02d' % number
-        nodes[router] = {
-            'forwarding': True,
-            'sysctls': dict(ROUTER_SYSCTLS),
-            'addresses': {'wan1': ['198.51.100.2/24'], 'wan2': ['192.0.2.2/24'], 'lan0': ['192.168.1.1/24']},
-            'routes': ['default via 198.51.100.1 dev wan1'],
-        }
-        for ifname, peer in (('wan1', 'w1'), ('wan2', 'w2'), ('lan0', 'l')):
-            links.append({'a': '%s:%s' % (router, ifname), 'b': 'peers:%s%s' % (router, peer)})
-    return {'name': 'fleet', 'nodes': nodes, 'links': links, 'uplinks': {}}
 
 
 def snapshot_collection(workdir):

@@ -44,6 +44,7 @@ import time
 from ansible_collections.netpolicy.routing.plugins.module_utils._engine import EngineError, InputError
 from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
 from ansible_collections.netpolicy.routing.plugins.module_utils import _connmark_return
+from ansible_collections.netpolicy.routing.plugins.module_utils import _lock
 from ansible_collections.netpolicy.routing.plugins.module_utils import _monitor
 from ansible_collections.netpolicy.routing.plugins.module_utils import _routes
 from ansible_collections.netpolicy.routing.plugins.module_utils import _rt_tables
@@ -350,11 +351,15 @@ def apply_all(directory, report, check_mode=False, roles=None, out=None, section
         report.errors.append('%s: not applied: %s' % (path, problem))
     if out is None:
         out = monitor_out(_monitor.published())
-    for role, state in states:
-        if roles is None or role in roles:
-            if role == 'split_access':
-                state = _monitor.effective_state(state, out)
-            apply_state(role, state, report, check_mode, sections, fast)
+    try:
+        with _lock.held(_lock.agent_label(), log=_lock.log_to_stderr, needed=not check_mode):
+            for role, state in states:
+                if roles is None or role in roles:
+                    if role == 'split_access':
+                        state = _monitor.effective_state(state, out)
+                    apply_state(role, state, report, check_mode, sections, fast)
+    except (InputError, EngineError) as exc:  # the lock: not taken in time, bad timeout, no lock file
+        report.errors.append(str(exc))
     return states
 
 

@@ -9,6 +9,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.netpolicy.routing.plugins.module_utils._engine import EngineError, InputError
+from ansible_collections.netpolicy.routing.plugins.module_utils import _lock
 from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
 
 NETNS_SPEC = dict(netns=dict(type='str'))
@@ -30,9 +31,20 @@ def run(module, change):
     EngineError become a clean failure that names the field or the command.
     """
     try:
-        result = change(module.params, module.check_mode, module._diff)
+        # The namespace first: its lock is held from before the change reads the
+        # kernel until it verified (see _lock; check mode needs none).
+        _netlink.enter_netns(module.params.get('netns'))
+        with _lock.held(lock_label(module), needed=not module.check_mode):
+            result = change(module.params, module.check_mode, module._diff)
     except InputError as exc:
         module.fail_json(msg=str(exc), field=exc.field, changed=False)
     except EngineError as exc:
         module.fail_json(msg=str(exc), commands=exc.commands, failed_command=exc.failed_command, changed=False)
     module.exit_json(**result)
+
+
+def lock_label(module):
+    """'ip_rule module': who holds the lock, as a waiter's message says."""
+    # Ansible passes the task's module name; run outside Ansible, _name is 'basic.py'.
+    name = module._name if module._name and not module._name.endswith('.py') else 'netpolicy.routing'
+    return '%s module' % name.rsplit('.', 1)[-1]

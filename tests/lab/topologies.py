@@ -217,5 +217,25 @@ def port_forward(wan, target, ports):
             '}\n' % (wan, ', '.join(str(port) for port in ports), target, wan))
 
 
+def fleet(count):
+    """``count`` routers r01..rNN, alike, and the namespace `peers` at the far end
+    of all their links (no addresses there: the gateways only need to be on the
+    uplinks' subnets, nothing is routed). Each router: wan1 198.51.100.2/24,
+    wan2 192.0.2.2/24, lan0 192.168.1.1/24, main default via 198.51.100.1."""
+    nodes = {'peers': {}}
+    links = []
+    for number in range(1, count + 1):
+        router = 'r%02d' % number
+        nodes[router] = {
+            'forwarding': True,
+            'sysctls': dict(ROUTER_SYSCTLS),
+            'addresses': {'wan1': ['198.51.100.2/24'], 'wan2': ['192.0.2.2/24'], 'lan0': ['192.168.1.1/24']},
+            'routes': ['default via 198.51.100.1 dev wan1'],
+        }
+        for ifname, peer in (('wan1', 'w1'), ('wan2', 'w2'), ('lan0', 'l')):
+            links.append({'a': '%s:%s' % (router, ifname), 'b': 'peers:%s%s' % (router, peer)})
+    return {'name': 'fleet', 'nodes': nodes, 'links': links, 'uplinks': {}}
+
+
 TOPOLOGIES = {'two_isp': two_isp, 'three_isp': three_isp, 'two_routers': two_routers,
               'three_routers': three_routers}
