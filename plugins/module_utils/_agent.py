@@ -205,7 +205,7 @@ def steps(state, fast=False):
         label = table.get('table') if isinstance(table, dict) else None
         found.append(('route_table', field if label is None else '%s (table %s)' % (field, label),
                       module_step(_routes.change, _routes.ROUTE_TABLE_SPEC, {'tables': [table]}, 'route_table.',
-                                   rename=('route_table.tables[0]', field))))
+                                  rename=('route_table.tables[0]', field))))
     if 'ip_rule' in state or state.get('address_rules'):
         found.append(('ip_rule', 'ip_rule', lambda check_mode: rules_step(state, check_mode)))
     if 'nftables' in state:

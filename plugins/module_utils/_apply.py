@@ -32,6 +32,7 @@ from ansible_collections.netpolicy.routing.plugins.module_utils._engine import (
     EngineError, InputError, build_plan, execute)
 from ansible_collections.netpolicy.routing.plugins.module_utils import _agent
 from ansible_collections.netpolicy.routing.plugins.module_utils import _connmark_return
+from ansible_collections.netpolicy.routing.plugins.module_utils import _lock
 from ansible_collections.netpolicy.routing.plugins.module_utils import _monitor
 from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
 from ansible_collections.netpolicy.routing.plugins.module_utils import _routes
@@ -189,17 +190,11 @@ class Snapshot:
         return problems
 
     def _rules(self):
-        wanted = []
-        for rule in self.document['rules']:
-            wanted.append(dict(rule, other=dict(rule.get('other') or {})))
+        wanted = [dict(rule, other=dict(rule.get('other') or {})) for rule in self.document['rules']]
         ipr = _netlink.connect()
         try:
-            kind = _rules.RuleKind(ipr, {})
-
-            def plan():
-                return build_plan(kind, [rule for rule, protocol in _rules.read_rules(ipr)], wanted,
-                                  owned=lambda rule: True)
-            execute(plan(), kind, replan=plan)
+            _put_back(_rules.RuleKind(ipr, {}), lambda: [rule for rule, protocol in _rules.read_rules(ipr)], wanted,
+                      owned=lambda rule: True)
         finally:
             ipr.close()
 
@@ -209,28 +204,19 @@ class Snapshot:
         with _netlink.RouteSocket() as sock:
             kind = _routes.RouteKind(sock, interfaces, {})
             for table, routes in self.document['routes'].items():
-                wanted = [_route_from_json(route) for route in routes]
-
-                def plan(table=int(table), wanted=wanted):
-                    current = []
-                    for family in _routes.FAMILIES:
-                        current.extend(_routes.read_routes(sock, family, table, ifnames))
-                    return build_plan(kind, current, wanted, owned=lambda route: route['proto'] != 'kernel')
-                execute(plan(), kind, replan=plan)
+                _put_back(kind, _TableReader(sock, int(table), ifnames), [_route_from_json(route) for route in routes],
+                          owned=lambda route: route['proto'] != 'kernel')
 
     def _nft(self):
         backend = NftBackend()
         for table, text in self.document['nft'].items():
-            if text is None:
-                wanted, state = [{'table': table, 'text': ''}], 'absent'
-            else:
-                wanted, state = [{'table': table, 'text': text}], 'present'
-
-            def plan(table=table, wanted=wanted, state=state):
+            def read(table=table):
                 have = backend.read_table(table)
-                current = [] if have is None else [{'table': table, 'text': have}]
-                return build_plan(backend.kind, current, wanted, state=state)
-            execute(plan(), backend.kind, replan=plan)
+                return [] if have is None else [{'table': table, 'text': have}]
+            if text is None:
+                _put_back(backend.kind, read, [{'table': table, 'text': ''}], state='absent')
+            else:
+                _put_back(backend.kind, read, [{'table': table, 'text': text}])
 
     def _sysctls(self):
         values = dict((key, value) for key, value in self.document['sysctl'].items() if value is not None)
@@ -243,6 +229,26 @@ class Snapshot:
                     os.unlink(path)
             else:
                 write_file(path, content, _mode_of(path))
+
+
+def _put_back(kind, read, wanted, state='present', owned=None):
+    """Make the kernel's items of ``kind`` (``read()``) the ``wanted`` ones, verified."""
+    def plan():
+        return build_plan(kind, read(), wanted, state=state, owned=owned)
+    execute(plan(), kind, replan=plan)
+
+
+class _TableReader:
+    """read() of one table's routes, both families."""
+
+    def __init__(self, sock, table, ifnames):
+        self.sock, self.table, self.ifnames = sock, table, ifnames
+
+    def __call__(self):
+        found = []
+        for family in _routes.FAMILIES:
+            found.extend(_routes.read_routes(self.sock, family, self.table, self.ifnames))
+        return found
 
 
 def _route_from_json(route):
@@ -314,7 +320,8 @@ def arm(role, snapshot, timeout):
                 os.dup2(devnull, fd)
             os.closerange(3, 65536)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            _wait_and_roll_back(pending, outcome, snapshot)
+            _lock.forget_inherited()
+            _wait_and_roll_back(role, pending, outcome, snapshot)
         finally:
             os._exit(0)
     os.close(write_end)
@@ -329,7 +336,7 @@ def extend(role, timeout):
     write_file(pending_path(role), json.dumps({'deadline': time.time() + timeout, 'timeout': timeout}), 0o600)
 
 
-def _wait_and_roll_back(pending, outcome, snapshot):
+def _wait_and_roll_back(role, pending, outcome, snapshot):
     while True:
         try:
             with open(pending) as handle:
@@ -339,7 +346,11 @@ def _wait_and_roll_back(pending, outcome, snapshot):
         if time.time() >= deadline:
             break
         time.sleep(POLL)
-    problems = snapshot.restore()
+    try:
+        with _lock.held('%s rollback (confirm timeout)' % role):
+            problems = snapshot.restore()
+    except (EngineError, InputError) as exc:  # the lock not taken in time: restore all the same
+        problems = ['lock: %s' % exc] + snapshot.restore()
     write_file(outcome, json.dumps({'time': time.time(), 'problems': problems}), 0o600)
     try:
         os.unlink(pending)
@@ -394,9 +405,9 @@ def change(params, check_mode, diff):
         if pid is not None and os.path.exists(pending_path(role)):
             os.unlink(pending_path(role))
         problems = snapshot.restore()
-        raise EngineError('%s: %s; %s' % (getattr(exc, 'where', 'apply'), exc,
-                                           'put back the state from before this run' if not problems
-                                           else 'could not put everything back: %s' % '; '.join(problems)),
+        outcome = ('put back the state from before this run' if not problems
+                   else 'could not put everything back: %s' % '; '.join(problems))
+        raise EngineError('%s: %s; %s' % (getattr(exc, 'where', 'apply'), exc, outcome),
                           commands=getattr(exc, 'commands', None))
     if pid is not None:
         extend(role, timeout)

@@ -128,6 +128,11 @@ def _depths():
     return _HELD.locks
 
 
+def forget_inherited():
+    """In a forked child: the locks the parent holds are not the child's to pass through."""
+    _depths().clear()
+
+
 @contextlib.contextmanager
 def held(what, directory=None, timeout=None, log=None, needed=True):
     """Hold the lock of the current network namespace while the block runs.

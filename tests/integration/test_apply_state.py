@@ -126,7 +126,7 @@ def test_bad_input_touches_nothing(router):
             (dict(state_of(router), ip_rule={'rules': [{'from': 'nowhere', 'table': '101'}]}),
              "ip_rule: rules[0].from: not an IP address or prefix: 'nowhere'"),
             (dict(state_of(router), nftables={'table': 'inet np_test', 'file': os.path.join(router.files, 'x.nft'),
-                                               'content': 'table inet np_test { nonsense }'}),
+                                              'content': 'table inet np_test { nonsense }'}),
              'nftables: could not load the rule set into a scratch network namespace')):
         result = run_module(MODULE, args(router, state))
         assert result['failed'] and message in result['msg'], result['msg']
