@@ -285,6 +285,8 @@ def check_path(value, netns=None):
     """The real file behind option ``path`` (an rt_tables file iproute2 reads), else InputError."""
     if not value or not os.path.isabs(value):
         raise InputError('path', 'not an absolute path: %r' % (value,))
+    if '\x00' in value:  # no file name has one (open() would raise ValueError)
+        raise InputError('path', 'not a file name (it has a NUL character): %r' % (value,))
     path = os.path.normpath(value)
     directory, base = os.path.split(path)
     in_drop_in = (directory == os.path.join(ETC_DIR, 'rt_tables.d') and not base.startswith('.')

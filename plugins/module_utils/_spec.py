@@ -89,7 +89,8 @@ def _scalar(kind, value, field):
                 pass
     elif kind == 'bool':
         key = value.lower() if isinstance(value, str) else value
-        if not isinstance(key, float) and key in BOOLEANS:
+        # Only hashable scalars can be looked up: a list or a mapping is just not a bool.
+        if isinstance(key, (str, int)) and key in BOOLEANS:
             return BOOLEANS[key]
     else:
         raise InputError(field, 'the spec has a type this check does not know: %s' % kind)

@@ -17,14 +17,17 @@ def _ansible_playbook():
     return beside if os.path.exists(beside) else 'ansible-playbook'
 
 
-def run_playbook(lab, playbook, extra_vars=None, nodes=None, check=False, diff=False, timeout=600):
+def run_playbook(lab, playbook, extra_vars=None, nodes=None, check=False, diff=False, timeout=600,
+                 inventory=None, netns=None):
     """Run ``playbook`` with an inventory of ``nodes`` (default: all) of ``lab``;
     return the CompletedProcess, or raise LabCommandError (with the output) if
-    it fails. Hosts are named after the nodes ('router', 'backend', ...)."""
-    inventory = os.path.join(lab.state_dir, 'inventory.json')
-    with open(inventory, 'w') as handle:
-        json.dump(lab.inventory(nodes), handle)
-    argv = [_ansible_playbook(), '-i', inventory, playbook]
+    it fails. Hosts are named after the nodes ('router', 'backend', ...).
+    ``inventory`` (a dict) replaces the lab's; ``netns``: run ansible-playbook
+    inside that namespace (a controller node, see tests/lab/ssh.py)."""
+    path = os.path.join(lab.state_dir, 'inventory.json')
+    with open(path, 'w') as handle:
+        json.dump(inventory or lab.inventory(nodes), handle)
+    argv = [_ansible_playbook(), '-i', path, playbook]
     if extra_vars:
         variables = os.path.join(lab.state_dir, 'extra_vars.json')
         with open(variables, 'w') as handle:
@@ -34,6 +37,8 @@ def run_playbook(lab, playbook, extra_vars=None, nodes=None, check=False, diff=F
         argv.append('--check')
     if diff:
         argv.append('--diff')
+    if netns:
+        argv = ['ip', 'netns', 'exec', netns] + argv
     env = dict(os.environ)
     env.setdefault('ANSIBLE_COLLECTIONS_PATH', os.path.join(REPO, '.cache', 'collections'))
     env.setdefault('ANSIBLE_LOCAL_TEMP', os.path.join(lab.state_dir, 'ansible-tmp'))

@@ -190,7 +190,8 @@ def test_check_path(etc):
     assert rt.check_path(str(etc / 'rt_tables.d' / 'netpolicy.conf')) == str(etc / 'rt_tables.d' / 'netpolicy.conf')
     assert rt.check_path(str(etc / 'rt_tables')) == str(etc / 'rt_tables')
     for bad in ('relative.conf', '/tmp/x.conf', str(etc / 'rt_tables.d' / 'x.txt'),
-                str(etc / 'rt_tables.d' / '.x.conf'), str(etc / 'rt_tables.d' / '.conf')):
+                str(etc / 'rt_tables.d' / '.x.conf'), str(etc / 'rt_tables.d' / '.conf'),
+                str(etc / 'rt_tables.d' / 'a\x00.conf')):
         with pytest.raises(InputError) as info:
             rt.check_path(bad)
         assert info.value.field == 'path'

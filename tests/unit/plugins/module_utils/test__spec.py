@@ -206,6 +206,8 @@ def test_the_params_given_are_not_changed(spec):
     (IP_RULE_SPEC, {'priority': [5]}, 'priority', 'expected int, got [5]'),
     (IP_RULE_SPEC, {'invert': 'maybe'}, 'invert', "expected bool, got 'maybe'"),
     (IP_RULE_SPEC, {'invert': 2}, 'invert', 'expected bool, got 2'),
+    (IP_RULE_SPEC, {'invert': [None]}, 'invert', 'expected bool, got [None]'),
+    (ROUTE_TABLE_SPEC, {'table': '1', 'purge': {}}, 'purge', 'expected bool, got {}'),
     (IP_RULE_SPEC, {'rules': [{'priority': 5}, 'from 192.0.2.1']}, 'rules[1]', "expected a mapping, got 'from 192"),
     (ROUTES_CHECKED, {'tables': [{'table': '1', 'routes': [{'dest': 'default', 'nexthops': [
         {'gateway': '192.0.2.1'}, {'gateway': '192.0.2.2', 'weight': 'heavy'}]}]}]},
