@@ -69,16 +69,26 @@ options:
 '''
 
 EXAMPLES = r'''
-- name: Apply a saved state again, with a rollback unless confirmed in 30 seconds
+# What a role does, by hand: a table for a second uplink and a rule for one host,
+# put back by the router itself unless confirmed within 60 seconds.
+- name: Apply the state, armed to roll back
   netpolicy.routing.apply_state:
     role: source_routing
-    state: "{{ lookup('ansible.builtin.file', 'source_routing.json') | from_json }}"
-    confirm_timeout: 30
+    state:
+      rt_tables_entry:
+        entries: [{name: isp2, id: 102}]
+      route_table:
+        tables:
+          - table: isp2
+            purge: true
+            routes: ["default via 203.0.113.1 dev wan2"]
+      ip_rule:
+        rules: [{priority: 1000, from: 192.168.1.10, table: isp2}]
+        purge_priorities: 1000-1999
+    confirm_timeout: 60
 
-- name: Reset the connection, so the confirmation proves the router is still reachable
-  ansible.builtin.meta: reset_connection
-
-- name: Confirm
+# After ansible.builtin.meta reset_connection, so that this needs a new connection.
+- name: Confirm the change
   netpolicy.routing.apply_state:
     role: source_routing
     confirm: true
