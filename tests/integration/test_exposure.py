@@ -207,20 +207,23 @@ def arrival(isp, address):
     return isp
 
 
+ROUTER_ADDRESSES = set(address for addresses in UPLINK_ADDRESSES.values() for address in addresses) | set(
+    address for address, host in HOSTS.items() if host == 'router')
+
+
 def expected_forwards(scanned):
     """{probe: state} the forwards must give: each listed uplink, from every ISP, answered by the target.
 
-    A forward takes its port whatever the destination address of what comes in by
-    a listed uplink (the role's DNAT matches the interface, as Shorewall's DNAT
-    without ORIGDEST), so the neighbour asking a LAN address on that port gets the
-    forward's target too: the same way in, not a new one.
+    A forward takes its port on the router's own addresses only (the role's DNAT
+    matches `fib daddr type local`): a neighbour asking a LAN address on that port
+    reaches that address as before, not the forward's target.
     """
     expected = {}
     for forward in FORWARDS:
         uplinks = forward.get('uplinks', list(UPLINK_ADDRESSES))
         for isp, proto, address, port in scanned:
             if (proto, port) == (forward['proto'], forward['port']) and ':' not in address \
-                    and arrival(isp, address) in uplinks:
+                    and address in ROUTER_ADDRESSES and arrival(isp, address) in uplinks:
                 expected[(isp, proto, address, port)] = 'open ' + HOSTS[forward['to']]
     return expected
 
