@@ -393,22 +393,27 @@ def change(params, check_mode, diff):
     path = _netlink.etc_path(state_path(params['state_dir'], role), netns)
     previous = read_previous(path)
     plan = Change(role, state, previous, params['persist'], path, netns)
-    snapshot = None if check_mode else plan.record()
-    pid = None
-    if timeout and not check_mode:
-        pid = arm(role, snapshot, timeout)
+    taken = {}
+
+    def before_change():
+        taken['snapshot'] = plan.record()
+        if timeout:
+            taken['pid'] = arm(role, taken['snapshot'], timeout)
+
     try:
-        result = plan.run(check_mode, diff)
+        result = plan.run(check_mode, diff, None if check_mode else before_change)
     except (EngineError, InputError, OSError, IOError) as exc:
+        snapshot = taken.get('snapshot')
         if snapshot is None:
             raise
-        if pid is not None and os.path.exists(pending_path(role)):
+        if taken.get('pid') is not None and os.path.exists(pending_path(role)):
             os.unlink(pending_path(role))
         problems = snapshot.restore()
         outcome = ('put back the state from before this run' if not problems
                    else 'could not put everything back: %s' % '; '.join(problems))
         raise EngineError('%s: %s; %s' % (getattr(exc, 'where', 'apply'), exc, outcome),
                           commands=getattr(exc, 'commands', None))
+    pid = taken.get('pid')
     if pid is not None:
         extend(role, timeout)
         result['rollback'] = {'pid': pid, 'timeout': timeout}
@@ -472,10 +477,18 @@ class Change:
         return Snapshot.record(self.tables(), self.nft_tables(), self.files(),
                                set(self.live_sysctls) | set(self.sysctl_values))
 
-    def run(self, check_mode, diff):
+    def run(self, check_mode, diff, before_change=None):
+        """Run the steps; ``before_change()`` is called once, before the first step that
+        changes something (the snapshot and the rollback: a run that changes nothing
+        needs neither, so each step is planned in check mode first until one would change)."""
         commands, diffs, changed = [], [], False
         for where, step in self.steps():
             try:
+                if before_change is not None:
+                    if not step(True, False).get('changed'):
+                        continue
+                    before_change()
+                    before_change = None
                 result = step(check_mode, diff)
             except (EngineError, InputError) as exc:
                 exc.where = where
