@@ -46,6 +46,7 @@ from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
 from ansible_collections.netpolicy.routing.plugins.module_utils import _connmark_return
 from ansible_collections.netpolicy.routing.plugins.module_utils import _lock
 from ansible_collections.netpolicy.routing.plugins.module_utils import _monitor
+from ansible_collections.netpolicy.routing.plugins.module_utils import _pending
 from ansible_collections.netpolicy.routing.plugins.module_utils import _routes
 from ansible_collections.netpolicy.routing.plugins.module_utils import _rt_tables
 from ansible_collections.netpolicy.routing.plugins.module_utils import _rules
@@ -346,6 +347,11 @@ def apply_all(directory, report, check_mode=False, roles=None, out=None, section
     those of the running ``watch``, if any (so an ``apply`` does not bring a
     dead uplink back).
     """
+    if not check_mode:
+        # A change the router restarted (or lost its rollback process) before confirming:
+        # its files as they were before it, so the states below are the confirmed ones.
+        for role in _pending.recover(directory):
+            report.change(role, ['put back the files from before an unconfirmed change (its rollback process is gone)'])
     states, problems = read_states(directory)
     for path, problem in problems:
         report.errors.append('%s: not applied: %s' % (path, problem))

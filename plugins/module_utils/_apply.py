@@ -35,6 +35,7 @@ from ansible_collections.netpolicy.routing.plugins.module_utils import _connmark
 from ansible_collections.netpolicy.routing.plugins.module_utils import _lock
 from ansible_collections.netpolicy.routing.plugins.module_utils import _monitor
 from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
+from ansible_collections.netpolicy.routing.plugins.module_utils import _pending
 from ansible_collections.netpolicy.routing.plugins.module_utils import _routes
 from ansible_collections.netpolicy.routing.plugins.module_utils import _rt_tables
 from ansible_collections.netpolicy.routing.plugins.module_utils import _rules
@@ -223,12 +224,7 @@ class Snapshot:
         _agent.apply_sysctls(values, False)
 
     def _files(self):
-        for path, content in self.document['files'].items():
-            if content is None:
-                if os.path.exists(path):
-                    os.unlink(path)
-            else:
-                write_file(path, content, _mode_of(path))
+        _pending.restore_files(self.document['files'])
 
 
 def _put_back(kind, read, wanted, state='present', owned=None):
@@ -258,22 +254,6 @@ def _route_from_json(route):
     return route
 
 
-def _mode_of(path):
-    return 0o644 if path.startswith('/etc/sysctl.d/') or '/iproute2/' in path else 0o600
-
-
-def write_file(path, content, mode):
-    """Write ``content`` to ``path`` atomically (temporary file and rename)."""
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o700)
-    temporary = '%s.%d.tmp' % (path, os.getpid())
-    with open(temporary, 'w') as handle:
-        handle.write(content)
-    os.chmod(temporary, mode)
-    os.rename(temporary, path)
-
-
 def _file_content(path):
     try:
         with open(path) as handle:
@@ -284,27 +264,20 @@ def _file_content(path):
 
 # ---------------------------------------------------------------- confirm timeout
 
-def _netns_inode():
-    return os.stat('/proc/self/ns/net').st_ino
-
-
-def pending_path(role):
-    """The armed rollback's file: it exists while the rollback waits for a confirmation."""
-    return os.path.join(_monitor.RUN_DIR, 'pending-%s-%d.json' % (role, _netns_inode()))
-
-
 def outcome_path(role):
     """What the rollback did, for the confirming run to report."""
-    return os.path.join(_monitor.RUN_DIR, 'rolled-back-%s-%d.json' % (role, _netns_inode()))
+    inode = os.stat('/proc/self/ns/net').st_ino
+    return os.path.join(_monitor.RUN_DIR, 'rolled-back-%s-%d.json' % (role, inode))
 
 
-def arm(role, snapshot, timeout):
-    """Start the detached process that puts ``snapshot`` back after ``timeout`` s unless confirmed."""
-    pending, outcome = pending_path(role), outcome_path(role)
-    for path in (pending, outcome):
-        if os.path.exists(path):
-            os.unlink(path)
-    write_file(pending, json.dumps({'deadline': time.time() + timeout, 'timeout': timeout}), 0o600)
+def arm(role, snapshot, timeout, pending):
+    """Start the detached process that puts ``snapshot`` back after ``timeout`` s unless
+    confirmed (the file ``pending`` removed); its pid."""
+    outcome = outcome_path(role)
+    _pending.remove(outcome)
+    document = {'deadline': time.time() + timeout, 'timeout': timeout, 'pid': None, 'boot': _pending.boot_id(),
+                'files': snapshot.document['files']}
+    _pending.write(pending, document)
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -326,24 +299,25 @@ def arm(role, snapshot, timeout):
             os._exit(0)
     os.close(write_end)
     os.waitpid(pid, 0)
-    child = os.read(read_end, 32).decode() or '0'
+    child = int(os.read(read_end, 32).decode() or '0')
     os.close(read_end)
-    return int(child)
+    _pending.write(pending, dict(document, pid=child, start=_pending.process_start(child)))
+    return child
 
 
-def extend(role, timeout):
+def extend(pending, timeout):
     """Start the timeout again now that the change is applied (a long apply does not eat it)."""
-    write_file(pending_path(role), json.dumps({'deadline': time.time() + timeout, 'timeout': timeout}), 0o600)
+    document = _pending.read(pending)
+    if document is not None:
+        _pending.write(pending, dict(document, deadline=time.time() + timeout))
 
 
 def _wait_and_roll_back(role, pending, outcome, snapshot):
     while True:
-        try:
-            with open(pending) as handle:
-                deadline = json.load(handle)['deadline']
-        except (IOError, OSError, ValueError, KeyError):
+        document = _pending.read(pending)
+        if document is None:
             return  # confirmed (the file is gone)
-        if time.time() >= deadline:
+        if time.time() >= document.get('deadline', 0):
             break
         time.sleep(POLL)
     try:
@@ -351,21 +325,17 @@ def _wait_and_roll_back(role, pending, outcome, snapshot):
             problems = snapshot.restore()
     except (EngineError, InputError) as exc:  # the lock not taken in time: restore all the same
         problems = ['lock: %s' % exc] + snapshot.restore()
-    write_file(outcome, json.dumps({'time': time.time(), 'problems': problems}), 0o600)
-    try:
-        os.unlink(pending)
-    except OSError:
-        pass
+    _pending.write_file(outcome, json.dumps({'time': time.time(), 'problems': problems}), 0o600)
+    _pending.remove(pending)
 
 
-def confirm(role, check_mode):
+def confirm(role, pending, check_mode):
     """Disarm the role's rollback; an EngineError when it already rolled back."""
-    pending, outcome = pending_path(role), outcome_path(role)
     if os.path.exists(pending):
         if not check_mode:
-            os.unlink(pending)
+            _pending.remove(pending)
         return {'changed': True, 'commands': ['confirm %s (rollback disarmed)' % role]}
-    done = _file_content(outcome)
+    done = _file_content(outcome_path(role))
     if done is not None:
         problems = json.loads(done).get('problems') or []
         raise EngineError('too late: the router already put its previous state back%s'
@@ -377,9 +347,12 @@ def confirm(role, check_mode):
 
 def change(params, check_mode, diff):
     role = params['role']
-    _netlink.enter_netns(params.get('netns'))
+    netns = params.get('netns')
+    _netlink.enter_netns(netns)
+    directory = _netlink.etc_path(params['state_dir'], netns)
+    pending = _pending.path_of(directory, role)
     if params.get('confirm'):
-        return confirm(role, check_mode)
+        return confirm(role, pending, check_mode)
     timeout = params.get('confirm_timeout') or 0
     if timeout < 0:
         raise InputError('confirm_timeout', 'must be 0 (off) or a number of seconds, got %d' % timeout)
@@ -389,8 +362,7 @@ def change(params, check_mode, diff):
     if state.get('role', role) != role:
         raise InputError('state.role', 'is %r, the module was called for %r' % (state.get('role'), role))
     state = dict(state, role=role, version=_agent.STATE_VERSION)
-    netns = params.get('netns')
-    path = _netlink.etc_path(state_path(params['state_dir'], role), netns)
+    path = state_path(directory, role)
     previous = read_previous(path)
     plan = Change(role, state, previous, params['persist'], path, netns)
     taken = {}
@@ -398,7 +370,7 @@ def change(params, check_mode, diff):
     def before_change():
         taken['snapshot'] = plan.record()
         if timeout:
-            taken['pid'] = arm(role, taken['snapshot'], timeout)
+            taken['pid'] = arm(role, taken['snapshot'], timeout, pending)
 
     try:
         result = plan.run(check_mode, diff, None if check_mode else before_change)
@@ -406,8 +378,8 @@ def change(params, check_mode, diff):
         snapshot = taken.get('snapshot')
         if snapshot is None:
             raise
-        if taken.get('pid') is not None and os.path.exists(pending_path(role)):
-            os.unlink(pending_path(role))
+        if taken.get('pid') is not None:
+            _pending.remove(pending)
         problems = snapshot.restore()
         outcome = ('put back the state from before this run' if not problems
                    else 'could not put everything back: %s' % '; '.join(problems))
@@ -415,7 +387,7 @@ def change(params, check_mode, diff):
                           commands=getattr(exc, 'commands', None))
     pid = taken.get('pid')
     if pid is not None:
-        extend(role, timeout)
+        extend(pending, timeout)
         result['rollback'] = {'pid': pid, 'timeout': timeout}
     return result
 
@@ -620,5 +592,5 @@ def _put_file(path, content, mode, check_mode):
             os.unlink(path)
         return ['rm %s' % path]
     if not check_mode:
-        write_file(path, content, mode)
+        _pending.write_file(path, content, mode)
     return ['write %s' % path]

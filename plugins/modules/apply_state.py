@@ -27,7 +27,9 @@ description:
     routes of the tables, the nftables tables, the role's files, the sysctls). If a step fails,
     that recorded state is put back, so the router is never left half-changed.
   - With O(confirm_timeout), a process detached from the connection puts the recorded state back
-    after that many seconds unless a later run with O(confirm=true) confirms first.
+    after that many seconds unless a later run with O(confirm=true) confirms first. Until then the
+    role's files as they were are kept in C(STATE_DIR/ROLE.pending); if the router restarts first,
+    the agent's C(netpolicy-routing apply) puts them back before it applies the saved states.
 notes:
   - In check mode, a table named by this same change is shown by its number in RV(commands), as its
     name is not written yet; the changes predicted are the same.

@@ -5,11 +5,13 @@ the state directory and sysctl file under the test's tmp dir).
 """
 import json
 import os
+import signal
+import subprocess
 import time
 
 import pytest
 
-from tests.helpers.modules import run_module
+from tests.helpers.modules import _pythonpath, module_python, run_module
 
 MODULE = 'apply_state'
 NFT = 'table inet np_test {\n    chain out {\n        type filter hook output priority 0;\n        meta mark 0x1 counter\n    }\n}\n'
@@ -57,9 +59,10 @@ def kernel(router):
 def _read_tree(top):
     found = {}
     for directory, dummy, names in os.walk(top):
-        # (not lock files: rt_tables_entry's stays behind, iproute2 ignores it)
+        # (not lock files: rt_tables_entry's stays behind, iproute2 ignores it; nor the
+        # pending confirmation, checked on its own)
         for name in names:
-            if name.endswith('.lock'):
+            if name.endswith(('.lock', '.pending')):
                 continue
             with open(os.path.join(directory, name)) as handle:
                 found[os.path.relpath(os.path.join(directory, name), top)] = handle.read()
@@ -145,14 +148,37 @@ def test_confirm_timeout_rolls_back_unless_confirmed(router):
     while kernel(router) != before and time.time() < deadline:
         time.sleep(0.2)
     assert kernel(router) == before
-    late = run_module(MODULE, dict(role='source_routing', confirm=True, netns=router.name))
+    late = run_module(MODULE, dict(role='source_routing', confirm=True, netns=router.name, state_dir=router.files))
     assert late['failed'] and 'already put its previous state back' in late['msg']
 
     # (a longer timeout: a module run takes seconds on a busy machine)
     run_module(MODULE, args(router, state_of(router, ('101', '102')), confirm_timeout=8))
     changed = kernel(router)
-    confirmed = run_module(MODULE, dict(role='source_routing', confirm=True, netns=router.name))
+    confirmed = run_module(MODULE, dict(role='source_routing', confirm=True, netns=router.name, state_dir=router.files))
     assert confirmed['changed'] and not confirmed.get('failed')
+    assert not os.path.exists(os.path.join(router.files, 'source_routing.pending'))
     time.sleep(9)
     assert kernel(router) == changed
-    assert not run_module(MODULE, dict(role='source_routing', confirm=True, netns=router.name))['changed']
+    assert not run_module(MODULE, dict(role='source_routing', confirm=True, netns=router.name, state_dir=router.files))['changed']
+
+
+def test_a_restart_before_the_confirmation_comes_back_with_the_state_from_before(router):
+    run_module(MODULE, args(router, state_of(router)))
+    before = kernel(router)
+    armed = run_module(MODULE, args(router, state_of(router, ('101', '102')), confirm_timeout=600))
+    assert os.path.exists(os.path.join(router.files, 'source_routing.pending'))
+    # The router restarts: the rollback process and the kernel state are gone, the files stay.
+    os.kill(armed['rollback']['pid'], signal.SIGKILL)
+    subprocess.run(['ip', 'netns', 'del', router.name], check=True)
+    subprocess.run(['ip', 'netns', 'add', router.name], check=True)
+    router.ip('link', 'set', 'lo', 'up')
+    router.add_dummy('wan1', '198.51.100.2/24')
+    router.add_dummy('wan2', '203.0.113.2/24')
+    # What runs at boot: the agent's apply.
+    code = ('import sys\nfrom ansible_collections.netpolicy.routing.plugins.module_utils._agent import main\n'
+            'sys.exit(main(sys.argv[1:]))')
+    boot = subprocess.run(['ip', 'netns', 'exec', router.name, module_python(), '-c', code, '--state-dir', router.files,
+                           'apply'], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=_pythonpath()))
+    assert boot.returncode == 0, boot.stdout + boot.stderr
+    assert 'put back the files from before an unconfirmed change' in boot.stdout
+    assert kernel(router) == before
