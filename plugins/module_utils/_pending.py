@@ -19,6 +19,8 @@ __metaclass__ = type
 import json
 import os
 
+from ansible_collections.netpolicy.routing.plugins.module_utils._rt_tables import write_atomically
+
 SUFFIX = '.pending'
 BOOT_ID = '/proc/sys/kernel/random/boot_id'
 
@@ -36,15 +38,11 @@ def boot_id():
 
 
 def write_file(path, content, mode):
-    """Write ``content`` to ``path`` atomically (temporary file and rename)."""
+    """Write ``content`` to ``path`` atomically (see _rt_tables), making its directory first."""
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         os.makedirs(directory, 0o700)
-    temporary = '%s.%d.tmp' % (path, os.getpid())
-    with open(temporary, 'w') as handle:
-        handle.write(content)
-    os.chmod(temporary, mode)
-    os.rename(temporary, path)
+    write_atomically(path, content, mode)
 
 
 def read(path):

@@ -408,7 +408,7 @@ def rewrite(text, ops, path='the file'):
     return ''.join(lines)
 
 
-def _write_atomically(path, text, mode):
+def write_atomically(path, text, mode):
     """Replace ``path`` by rename: a reader (ip, another run) sees the old file or the new, never half."""
     directory = os.path.dirname(path)
     fd, temp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp', dir=directory)
@@ -469,7 +469,7 @@ class RtTablesKind(Kind):
                 new_text = rewrite(text, ops, self.path)
                 if new_text != (text or ''):
                     mode = os.stat(self.path).st_mode & 0o7777 if text is not None else FILE_MODE
-                    _write_atomically(self.path, new_text, mode)
+                    write_atomically(self.path, new_text, mode)
             finally:
                 os.close(lock)  # closing releases the flock
         except (ConflictError, IOError, OSError) as exc:

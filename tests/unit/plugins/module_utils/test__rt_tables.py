@@ -336,7 +336,7 @@ def test_change_that_does_not_verify_fails(etc, monkeypatch):
     path = str(etc / 'rt_tables.d' / 'netpolicy.conf')
     write(etc / 'rt_tables.d' / 'netpolicy.conf', '1 one\n')
     # A write that does not stick: the re-read still finds work to do.
-    monkeypatch.setattr(rt, '_write_atomically', lambda target, text, mode: None)
+    monkeypatch.setattr(rt, 'write_atomically', lambda target, text, mode: None)
     with pytest.raises(EngineError, match="did not keep the change: still to do after applying: echo '2 two'"):
         rt.change(params(name='two', id=2, path=path))
     assert (etc / 'rt_tables.d' / 'netpolicy.conf').read_text() == '1 one\n'
