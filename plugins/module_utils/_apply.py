@@ -264,17 +264,15 @@ def _file_content(path):
 
 # ---------------------------------------------------------------- confirm timeout
 
-def outcome_path(role):
-    """What the rollback did, for the confirming run to report."""
-    inode = os.stat('/proc/self/ns/net').st_ino
-    return os.path.join(_monitor.RUN_DIR, 'rolled-back-%s-%d.json' % (role, inode))
+def outcome_path(pending):
+    """What the rollback did, beside the pending file, for the confirming run to report once."""
+    return pending[:-len(_pending.SUFFIX)] + '.rolled-back'
 
 
 def arm(role, snapshot, timeout, pending):
     """Start the detached process that puts ``snapshot`` back after ``timeout`` s unless
     confirmed (the file ``pending`` removed); its pid."""
-    outcome = outcome_path(role)
-    _pending.remove(outcome)
+    outcome = outcome_path(pending)
     document = {'deadline': time.time() + timeout, 'timeout': timeout, 'pid': None, 'boot': _pending.boot_id(),
                 'files': snapshot.document['files']}
     _pending.write(pending, document)
@@ -335,7 +333,9 @@ def confirm(role, pending, check_mode):
         if not check_mode:
             _pending.remove(pending)
         return {'changed': True, 'commands': ['confirm %s (rollback disarmed)' % role]}
-    done = _file_content(outcome_path(role))
+    done = _file_content(outcome_path(pending))
+    if done is not None and not check_mode:
+        _pending.remove(outcome_path(pending))
     if done is not None:
         problems = json.loads(done).get('problems') or []
         raise EngineError('too late: the router already put its previous state back%s'
@@ -362,6 +362,8 @@ def change(params, check_mode, diff):
     if state.get('role', role) != role:
         raise InputError('state.role', 'is %r, the module was called for %r' % (state.get('role'), role))
     state = dict(state, role=role, version=_agent.STATE_VERSION)
+    if timeout and not check_mode:
+        _pending.remove(outcome_path(pending))  # an earlier run's rollback, reported or not: not this run's
     path = state_path(directory, role)
     previous = read_previous(path)
     plan = Change(role, state, previous, params['persist'], path, netns)

@@ -60,9 +60,9 @@ def _read_tree(top):
     found = {}
     for directory, dummy, names in os.walk(top):
         # (not lock files: rt_tables_entry's stays behind, iproute2 ignores it; nor the
-        # pending confirmation, checked on its own)
+        # pending confirmation and the rollback's record, checked on their own)
         for name in names:
-            if name.endswith(('.lock', '.pending')):
+            if name.endswith(('.lock', '.pending', '.rolled-back')):
                 continue
             with open(os.path.join(directory, name)) as handle:
                 found[os.path.relpath(os.path.join(directory, name), top)] = handle.read()
@@ -148,8 +148,11 @@ def test_confirm_timeout_rolls_back_unless_confirmed(router):
     while kernel(router) != before and time.time() < deadline:
         time.sleep(0.2)
     assert kernel(router) == before
+    assert os.path.exists(os.path.join(router.files, 'source_routing.rolled-back'))
     late = run_module(MODULE, dict(role='source_routing', confirm=True, netns=router.name, state_dir=router.files))
     assert late['failed'] and 'already put its previous state back' in late['msg']
+    # reported once: the record goes with the report
+    assert not os.path.exists(os.path.join(router.files, 'source_routing.rolled-back'))
 
     # (a longer timeout: a module run takes seconds on a busy machine)
     run_module(MODULE, args(router, state_of(router, ('101', '102')), confirm_timeout=8))

@@ -71,7 +71,10 @@ def snapshot(lab, node='router'):
     files = {}
     for path in ('iproute2/rt_tables.d', 'netpolicy', 'sysctl.d'):
         for root, _dirs, names in os.walk(os.path.join(lab.etc(node), path)):
+            # (not ROLE.rolled-back: the record a confirm-timeout rollback leaves of itself)
             for name in names:
+                if name.endswith('.rolled-back'):
+                    continue
                 with open(os.path.join(root, name)) as handle:
                     files[os.path.join(root, name)] = handle.read()
     return {
