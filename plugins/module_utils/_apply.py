@@ -160,22 +160,13 @@ class Snapshot:
         ifnames = dict((index, name) for name, index in _netlink.interface_map().items())
         with _netlink.RouteSocket() as sock:
             for table in sorted(tables):
-                found = []
-                for family in _routes.FAMILIES:
-                    found.extend(_routes.read_routes(sock, family, table, ifnames))
-                routes[str(table)] = found
+                routes[str(table)] = _TableReader(sock, table, ifnames)()
         nft = {}
         backend = NftBackend()
         if backend.nft is not None:
             for table in sorted(set(nft_tables)):
                 nft[table] = backend.read_table(table)
-        contents = {}
-        for path in sorted(set(files)):
-            try:
-                with open(path) as handle:
-                    contents[path] = handle.read()
-            except (IOError, OSError):
-                contents[path] = None
+        contents = dict((path, _file_content(path)) for path in set(files))
         return cls({'time': time.time(), 'rules': rules, 'routes': routes, 'nft': nft, 'files': contents,
                     'sysctl': read_sysctls(sorted(set(sysctl_keys)))})
 
@@ -577,11 +568,7 @@ def _delete_nft_table(qualified, check_mode):
 
 def _module(change_function, spec, params, netns=None):
     # netns: the module's own option goes to every step (its files under /etc/netns/NAME).
-    run = _agent.module_step(change_function, spec, dict(params, netns=netns), '')
-
-    def step(check_mode, diff):
-        return run(check_mode, diff)
-    return step
+    return _agent.module_step(change_function, spec, dict(params, netns=netns), '')
 
 
 def _put_file(path, content, mode, check_mode):
