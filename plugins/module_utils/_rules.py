@@ -433,8 +433,7 @@ def _prefix_text(prefix):
 class RuleKind(Kind):
     """Rules of both families, added and deleted through one netlink socket."""
 
-    def __init__(self, ipr=None, labels=None):
-        self.ipr = ipr
+    def __init__(self, labels=None):
         self.labels = labels or {}
 
     def label(self, table):
@@ -455,21 +454,22 @@ class RuleKind(Kind):
 
     def apply(self, ops):
         applied = []
-        for op in ops:
-            try:
-                self.ipr.rule('add' if op.action == ADD else 'del', **to_request(op.item))
-            except _netlink.NetlinkError as exc:
-                raise ApplyError(str(exc), applied=applied, failed=op)
-            applied.append(op)
+        ipr = _netlink.connect()
+        try:
+            for op in ops:
+                try:
+                    _netlink.rule_request(ipr, 'add' if op.action == ADD else 'del', to_request(op.item))
+                except _netlink.NetlinkError as exc:
+                    raise ApplyError(str(exc), applied=applied, failed=op)
+                applied.append(op)
+        finally:
+            ipr.close()
 
 
-def read_rules(ipr):
+def read_rules():
     """[(rule, protocol)] of both families, in the kernel's order (priority, then age)."""
-    found = []
-    for family in (socket.AF_INET, socket.AF_INET6):
-        for msg in ipr.get_rules(family=family):
-            found.append(from_netlink(msg))
-    return found
+    with _netlink.RouteSocket() as sock:
+        return [from_netlink(msg) for family in (socket.AF_INET, socket.AF_INET6) for msg in sock.dump_rules(family)]
 
 
 # ---------------------------------------------------------------- planning
@@ -674,21 +674,17 @@ def change(params, check_mode, diff):
         raise InputError('purge_priorities', 'goes with state present only')
     purge_family = params.get('family')
     _netlink.enter_netns(netns)
-    ipr = _netlink.connect()
-    try:
-        kind = RuleKind(ipr, table_labels(params, names, rule_inputs(params)))
+    kind = RuleKind(table_labels(params, names, rule_inputs(params)))
 
-        def replan():
-            return plan_rules(kind, read_rules(ipr), desired, state, purge, purge_family, fields)
+    def replan():
+        return plan_rules(kind, read_rules(), desired, state, purge, purge_family, fields)
 
-        plan = replan()
-        result = execute(plan, kind, replan=replan, check_mode=check_mode, diff=diff)
-        # The rules as they are now (or would be, in check mode: the same priorities are picked).
-        rules = [rule for rule, protocol in read_rules(ipr)]
-        result['rules'] = [public(rule, kind) for rule in resolve_priorities(desired, rules)] if state == 'present' else []
-        return result
-    finally:
-        ipr.close()
+    plan = replan()
+    result = execute(plan, kind, replan=replan, check_mode=check_mode, diff=diff)
+    # The rules as they are now (or would be, in check mode: the same priorities are picked).
+    rules = [rule for rule, protocol in read_rules()]
+    result['rules'] = [public(rule, kind) for rule in resolve_priorities(desired, rules)] if state == 'present' else []
+    return result
 
 
 def public(rule, kind):

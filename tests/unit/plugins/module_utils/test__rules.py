@@ -1,6 +1,10 @@
 """_rules: normalizing user input, reading kernel messages, planning (pure logic, no kernel)."""
+import socket
+import struct
+
 import pytest
 
+from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
 from ansible_collections.netpolicy.routing.plugins.module_utils._engine import (
     ADD, DELETE, EngineError, InputError)
 from ansible_collections.netpolicy.routing.plugins.module_utils._rules import (
@@ -333,3 +337,25 @@ def test_absent_without_priority_deletes_every_copy_and_duplicates():
 def test_diff_lines_read_like_ip_rule_show():
     assert KIND.render(rule(**{'from': '192.0.2.1', 'table': 'isp1', 'priority': 5})) == '    5:\tfrom 192.0.2.1 lookup isp1'
     assert KIND.render(rule(family='ipv6', table='main', priority=32766)) == '32766:\tfrom all lookup main  [ipv6]'
+
+
+def _rtattr(kind, payload):
+    length = 4 + len(payload)
+    return struct.pack('=HH', length, kind) + payload + b'\0' * (-length % 4)
+
+
+def test_a_dumped_rule_message_decodes_to_what_from_netlink_reads():
+    """_netlink's own decoder (no pyroute2 on the read path) gives the fields and value forms from_netlink expects."""
+    body = struct.pack('=BBBBBBBBI', socket.AF_INET6, 64, 0, 16, 0, 0, 0, 8, 2)
+    for kind, payload in ((6, struct.pack('=I', 600)), (1, socket.inet_pton(socket.AF_INET6, '2001:db8::')),
+                          (3, b'lan0\0'), (17, b'lo\0'), (20, struct.pack('=II', 100, 200)),
+                          (23, struct.pack('=HH', 1000, 2000)), (24, struct.pack('=HH', 80, 80)), (22, b'\x06'),
+                          (15, struct.pack('=I', 0)), (14, struct.pack('=I', 0xffffffff)), (21, b'\x00'),
+                          (18, b''), (29, b'\xff\xff')):
+        body += _rtattr(kind, payload)
+    message = _netlink._decode_rule(body, 0, len(body))
+    read, protocol = from_netlink(message)
+    assert read == rule(priority=600, to='2001:db8::/64', tos=16, invert=True, action='prohibit', iif='lan0', oif='lo',
+                        uidrange='100-200', sport='1000-2000', dport=80, ipproto='tcp')
+    with_dscp = body + _rtattr(25, b'\x08')
+    assert from_netlink(_netlink._decode_rule(with_dscp, 0, len(with_dscp)))[0]['other'] == {'attr25': True}
