@@ -50,7 +50,7 @@ integration:
 # with NETPOLICY_TEST_PYTHON, and test_module_python.py checks that it really does.
 DEBIAN_PYTHON := /usr/bin/python3
 DEBIAN_MODULE_TESTS := $(addprefix tests/integration/,test_module_python.py test_rt_tables_entry.py \
-	test_route_table.py test_ip_rule.py test_connmark_return.py)
+	test_route_table.py test_ip_rule.py test_connmark_return.py test_apply_state.py)
 integration-debian:
 	@$(DEBIAN_PYTHON) -c 'import sys, importlib.metadata as m; print("integration-debian: modules run with", sys.executable, "pyroute2", m.version("pyroute2"))'
 	NETPOLICY_TEST_PYTHON=$(DEBIAN_PYTHON) $(PY) -m pytest -p no:cacheprovider $(XDIST) $(DEBIAN_MODULE_TESTS)

@@ -32,11 +32,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ipaddress
 import json
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -258,23 +258,23 @@ def address_rules(templates, addresses):
     return rules
 
 
-def interface_addresses():
-    """{ifname: [(family, address)]} of the global addresses of this namespace."""
+def interface_prefixes(sock):
+    """{ifname: [ipaddress interface (address/prefix)]} of the global addresses, read on ``sock``."""
     names = dict((index, name) for name, index in _netlink.interface_map().items())
     found = {}
-    ipr = _netlink.connect()
-    try:
-        for msg in ipr.get_addr():
-            if msg['scope'] != 0:
-                continue
-            family = 'ipv4' if msg['family'] == socket.AF_INET else 'ipv6'
-            address = msg.get_attr('IFA_LOCAL') or msg.get_attr('IFA_ADDRESS')
-            name = names.get(msg['index'])
-            if name and address:
-                found.setdefault(name, []).append((family, address))
-    finally:
-        ipr.close()
+    for address in sock.dump_addresses():
+        name = names.get(address['ifindex'])
+        if address['scope'] == 0 and name and address['address']:
+            found.setdefault(name, []).append(ipaddress.ip_interface(u'%s' % address['address']))
     return found
+
+
+def interface_addresses():
+    """{ifname: [(family, address)]} of the global addresses of this namespace."""
+    with _netlink.RouteSocket() as sock:
+        prefixes = interface_prefixes(sock)
+    return dict((name, [('ipv4' if interface.version == 4 else 'ipv6', str(interface.ip)) for interface in found])
+                for name, found in prefixes.items())
 
 
 def sysctl_path(key):
@@ -399,15 +399,8 @@ def uplinks_status(states):
 
 def link_states():
     """{ifname: True (up with carrier) | False} of this namespace's interfaces."""
-    found = {}
-    ipr = _netlink.connect()
-    try:
-        for msg in ipr.get_links():
-            flags = msg['flags']
-            found[msg.get_attr('IFLA_IFNAME')] = bool(flags & _netlink.IFF_UP) and bool(flags & _netlink.IFF_LOWER_UP)
-    finally:
-        ipr.close()
-    return found
+    with _netlink.RouteSocket() as sock:
+        return dict((link['ifname'], link['up']) for link in sock.dump_links())
 
 
 def uplink_counters():

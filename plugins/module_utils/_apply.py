@@ -23,8 +23,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ipaddress
 import json
 import os
+import socket
 import signal
 import time
 
@@ -32,6 +34,7 @@ from ansible_collections.netpolicy.routing.plugins.module_utils._engine import (
     EngineError, InputError, build_plan, execute)
 from ansible_collections.netpolicy.routing.plugins.module_utils import _agent
 from ansible_collections.netpolicy.routing.plugins.module_utils import _connmark_return
+from ansible_collections.netpolicy.routing.plugins.module_utils import _install
 from ansible_collections.netpolicy.routing.plugins.module_utils import _lock
 from ansible_collections.netpolicy.routing.plugins.module_utils import _monitor
 from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
@@ -43,12 +46,18 @@ from ansible_collections.netpolicy.routing.plugins.module_utils._connmark import
 from ansible_collections.netpolicy.routing.plugins.module_utils._nft import NftBackend, table_name
 
 APPLY_STATE_SPEC = dict(
-    role=dict(type='str', required=True, choices=list(_agent.ROLES)),
+    role=dict(type='str', choices=list(_agent.ROLES)),
     state=dict(type='dict'),
     persist=dict(type='bool', default=False),
     state_dir=dict(type='path', default=_agent.STATE_DIR),
     confirm_timeout=dict(type='int', default=0),
     confirm=dict(type='bool', default=False),
+    checks=dict(type='list', elements='dict', default=[]),
+    dependencies=dict(type='str', choices=['check', 'report']),
+    dependencies_variable=dict(type='str', default='agent_install_dependencies'),
+    agent=dict(type='bool', default=False),
+    agent_command=dict(type='path', default='/usr/local/bin/netpolicy-routing'),
+    agent_library=dict(type='path', default='/usr/local/lib/netpolicy-routing'),
     netns=dict(type='str'),
 )
 
@@ -151,11 +160,7 @@ class Snapshot:
 
     @classmethod
     def record(cls, tables, nft_tables, files, sysctl_keys):
-        ipr = _netlink.connect()
-        try:
-            rules = [rule for rule, protocol in _rules.read_rules(ipr)]
-        finally:
-            ipr.close()
+        rules = [rule for rule, protocol in _rules.read_rules()]
         routes = {}
         ifnames = dict((index, name) for name, index in _netlink.interface_map().items())
         with _netlink.RouteSocket() as sock:
@@ -183,12 +188,8 @@ class Snapshot:
 
     def _rules(self):
         wanted = [dict(rule, other=dict(rule.get('other') or {})) for rule in self.document['rules']]
-        ipr = _netlink.connect()
-        try:
-            _put_back(_rules.RuleKind(ipr, {}), lambda: [rule for rule, protocol in _rules.read_rules(ipr)], wanted,
-                      owned=lambda rule: True)
-        finally:
-            ipr.close()
+        _put_back(_rules.RuleKind({}), lambda: [rule for rule, protocol in _rules.read_rules()], wanted,
+                  owned=lambda rule: True)
 
     def _routes(self):
         interfaces = _netlink.interface_map()
@@ -337,9 +338,15 @@ def confirm(role, pending, check_mode):
 # ---------------------------------------------------------------- the change
 
 def change(params, check_mode, diff):
-    role = params['role']
+    role = params.get('role')
     netns = params.get('netns')
     _netlink.enter_netns(netns)
+    agent = (params['agent_command'], params['agent_library']) if params.get('agent') else None
+    if role is None:
+        if agent is None:
+            raise InputError('role', 'required unless the module only installs the agent (agent: true)')
+        commands = _install.install(agent[0], agent[1], check_mode)
+        return {'changed': bool(commands), 'commands': commands, 'agent_changed': bool(commands)}
     directory = _netlink.etc_path(params['state_dir'], netns)
     pending = _pending.path_of(directory, role)
     if params.get('confirm'):
@@ -353,11 +360,14 @@ def change(params, check_mode, diff):
     if state.get('role', role) != role:
         raise InputError('state.role', 'is %r, the module was called for %r' % (state.get('role'), role))
     state = dict(state, role=role, version=_agent.STATE_VERSION)
+    failures = failed_checks(params.get('checks') or [])
+    if failures:
+        raise InputError(None, '; '.join(failures))
     if timeout and not check_mode:
         _pending.remove(outcome_path(pending))  # an earlier run's rollback, reported or not: not this run's
     path = state_path(directory, role)
     previous = read_previous(path)
-    plan = Change(role, state, previous, params['persist'], path, netns)
+    plan = Change(role, state, previous, params['persist'], path, netns, agent)
     taken = {}
 
     def before_change():
@@ -378,6 +388,8 @@ def change(params, check_mode, diff):
                    else 'could not put everything back: %s' % '; '.join(problems))
         raise EngineError('%s: %s; %s' % (getattr(exc, 'where', 'apply'), exc, outcome),
                           commands=getattr(exc, 'commands', None))
+    if agent is not None:
+        result['agent_changed'] = bool(plan.agent_commands)
     pid = taken.get('pid')
     if pid is not None:
         extend(pending, timeout)
@@ -385,12 +397,70 @@ def change(params, check_mode, diff):
     return result
 
 
+def failed_checks(checks):
+    """The messages of the role's ``checks`` that fail on this router, [] when all hold.
+
+    What only the router can tell, read at once (no task of its own): each check
+    has ``field`` (the role's variable, for the message) and one of
+    ``interface`` (it exists; with ``ipv4``, it has an IPv4 address); ``host_of`` + ``interfaces`` (the address is a host of
+    those interfaces' IPv4 subnets, not their own address); ``gateway`` +
+    ``interface`` (the kernel reaches the gateway directly by that interface).
+    """
+    if not checks:
+        return []
+    interfaces = _netlink.interface_map()
+    failures = []
+    with _netlink.RouteSocket() as sock:
+        addresses = None
+        for check in checks:
+            field = check.get('field') or 'checks'
+            try:
+                if 'host_of' in check:
+                    if addresses is None:
+                        addresses = _agent.interface_prefixes(sock)
+                    message = _host_of(check, addresses)
+                elif check.get('interface') not in interfaces:
+                    # a gateway's interface has a check of its own
+                    message = None if 'gateway' in check else 'no interface %r on the router (have: %s)' % (
+                        check.get('interface'), ', '.join(sorted(interfaces)))
+                elif check.get('ipv4'):
+                    if addresses is None:
+                        addresses = _agent.interface_prefixes(sock)
+                    found = [interface for interface in addresses.get(check['interface'], []) if interface.version == 4]
+                    message = None if found else 'no IPv4 address on %r' % check['interface']
+                elif 'gateway' in check:
+                    # IPv4 without the interface: given one, the kernel takes any address as on its link.
+                    oif = interfaces[check['interface']] if ':' in check['gateway'] else None
+                    route = sock.route_get(check['gateway'], oif)
+                    direct = (route is not None and route['type'] == 1 and route['oif'] == interfaces[check['interface']]
+                              and not route['gateway'])
+                    message = None if direct else '%s is not on the subnet of interface %s' % (check['gateway'], check['interface'])
+                else:
+                    message = None
+            except (ValueError, socket.error) as exc:
+                message = 'cannot check %r: %s' % (check, exc)
+            if message:
+                failures.append('%s: %s' % (field, message))
+    return failures
+
+
+def _host_of(check, addresses):
+    address = ipaddress.ip_address(u'%s' % check['host_of'])
+    subnets = [interface for name in check.get('interfaces') or [] for interface in addresses.get(name, [])
+               if interface.version == 4]
+    if any(address in interface.network and address != interface.ip for interface in subnets):
+        return None
+    return '%s is not a host of the subnets of %s (%s)' % (address, ', '.join(check.get('interfaces') or []),
+                                                           ', '.join(str(interface) for interface in subnets) or 'none')
+
+
 class Change:
     """The steps of one role's change, in order, each a ``run(check_mode, diff)``."""
 
-    def __init__(self, role, state, previous, persist, path, netns=None):
+    def __init__(self, role, state, previous, persist, path, netns=None, agent=None):
         self.role, self.state, self.previous, self.persist, self.path = role, state, previous, persist, path
         self.netns = netns
+        self.agent, self.agent_commands = agent, []
         self.dropped_tables, self.dropped_entries, self.dropped_connmark = removals(state, previous)
         keys = set((state.get('sysctl') or {}).get('values') or {}) | set(((previous.get('sysctl') or {}).get('before') or {}))
         self.live_sysctls = read_sysctls(sorted(keys))
@@ -494,8 +564,15 @@ class Change:
                                                      {'name': mark['name'], 'state': 'absent'}, self.netns)))
         elif self.dropped_connmark:
             found.append(('connmark_return', _module(_connmark_return.change, CONNMARK_SPEC, self.dropped_connmark, self.netns)))
+        if self.agent:
+            # Before the state file: the engine that reads it is there first.
+            found.append(('agent', self._agent))
         found.append(('state file', self._state_file))
         return found
+
+    def _agent(self, check_mode, diff):
+        self.agent_commands = _install.install(self.agent[0], self.agent[1], check_mode)
+        return {'changed': bool(self.agent_commands), 'commands': self.agent_commands}
 
     def _sysctl(self, check_mode, diff):
         section = self.state.get('sysctl') or {}

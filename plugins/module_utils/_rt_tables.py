@@ -409,11 +409,12 @@ def rewrite(text, ops, path='the file'):
 
 
 def write_atomically(path, text, mode):
-    """Replace ``path`` by rename: a reader (ip, another run) sees the old file or the new, never half."""
+    """Replace ``path`` by rename: a reader (ip, another run) sees the old file or the new, never half.
+    ``text`` may also be bytes."""
     directory = os.path.dirname(path)
     fd, temp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp', dir=directory)
     try:
-        with os.fdopen(fd, 'w') as handle:
+        with os.fdopen(fd, 'wb' if isinstance(text, bytes) else 'w') as handle:
             handle.write(text)
             handle.flush()
             os.fchmod(handle.fileno(), mode)

@@ -39,9 +39,10 @@ extends_documentation_fragment:
   - netpolicy.routing.common
 options:
   role:
-    description: The role whose state this is; names the state file and the rollback.
+    description:
+      - The role whose state this is; names the state file and the rollback.
+      - Required unless the module only installs the agent (O(agent=true) and nothing else).
     type: str
-    required: true
     choices: [reply_via_same_router, source_routing, split_access]
   state:
     description:
@@ -68,6 +69,46 @@ options:
         the rollback already happened.
     type: bool
     default: false
+  checks:
+    description:
+      - What only the router can tell about the role's variables, checked before anything changes;
+        every check that fails is reported, each naming its C(field).
+      - Each has C(field) (the variable, for the message) and one of C(interface) (it exists; with
+        C(ipv4=true), it has an IPv4 address),
+        C(host_of) with C(interfaces) (that IPv4 address is a host of those interfaces' subnets,
+        not their own address), or C(gateway) with C(interface) (the kernel reaches the gateway
+        directly by that interface).
+    type: list
+    elements: dict
+    default: []
+  dependencies:
+    description:
+      - V(check) fails, before anything else, when the router lacks C(nft), C(conntrack) or the
+        Python module pyroute2, naming their packages and O(dependencies_variable).
+      - V(report) only returns what is lacking (RV(lacking), RV(package_manager)) and does nothing
+        else; O(role) is not needed then.
+    type: str
+    choices: [check, report]
+  dependencies_variable:
+    description: The variable that lets the role install what is missing, for the message of O(dependencies=check).
+    type: str
+    default: agent_install_dependencies
+  agent:
+    description:
+      - Also install or update the agent C(netpolicy-routing) (O(agent_command)) and its engine
+        (C(engine.zip) in O(agent_library)), the collection's module_utils as this module has them,
+        run by the Python this module runs with. Only files that differ are written, before the
+        state file.
+    type: bool
+    default: false
+  agent_command:
+    description: Where the agent's command goes (with O(agent=true)).
+    type: path
+    default: /usr/local/bin/netpolicy-routing
+  agent_library:
+    description: The directory of the agent's engine (with O(agent=true)).
+    type: path
+    default: /usr/local/lib/netpolicy-routing
 '''
 
 EXAMPLES = r'''
@@ -89,6 +130,10 @@ EXAMPLES = r'''
         purge_priorities: 1000-1999
     confirm_timeout: 60
 
+# The agent's command and engine alone (what the role netpolicy.routing.agent does).
+- name: Install the agent
+  netpolicy.routing.apply_state:
+    agent: true
 # After ansible.builtin.meta reset_connection, so that this needs a new connection.
 - name: Confirm the change
   netpolicy.routing.apply_state:
@@ -97,6 +142,22 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+agent_changed:
+  description: Whether the agent's command or engine was written (or would be, in check mode).
+  returned: when O(agent=true)
+  type: bool
+  sample: false
+lacking:
+  description: The packages of what the router lacks (C(nft), C(conntrack), pyroute2), by its package manager's names.
+  returned: when O(dependencies) is set
+  type: list
+  elements: str
+  sample: [python3-pyroute2]
+package_manager:
+  description: The router's package manager (V(apt) or V(dnf)), or null when it has neither.
+  returned: when O(dependencies) is set
+  type: str
+  sample: apt
 commands:
   description: What was changed (or would be, in check mode), as iproute2 and nft commands and file writes.
   returned: always
@@ -122,11 +183,19 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netpolicy.routing.plugins.module_utils._module import require_pyroute2, run
 from ansible_collections.netpolicy.routing.plugins.module_utils._apply import APPLY_STATE_SPEC, change
+from ansible_collections.netpolicy.routing.plugins.module_utils._install import lacking, lacking_message
 
 
 def main():
-    module = AnsibleModule(argument_spec=APPLY_STATE_SPEC, required_if=[('confirm', False, ['state'])],
-                           supports_check_mode=True)
+    module = AnsibleModule(argument_spec=APPLY_STATE_SPEC, supports_check_mode=True)
+    # Before pyroute2 is required: a router without it is told so in the role's words.
+    if module.params['dependencies']:
+        manager, packages = lacking()
+        if module.params['dependencies'] == 'report':
+            module.exit_json(changed=False, commands=[], package_manager=manager, lacking=packages)
+        if packages:
+            module.fail_json(msg=lacking_message(manager, packages, module.params['dependencies_variable']),
+                             package_manager=manager, lacking=packages)
     require_pyroute2(module)
     run(module, change)
 

@@ -186,3 +186,59 @@ def test_a_restart_before_the_confirmation_comes_back_with_the_state_from_before
     assert boot.returncode == 0, boot.stdout + boot.stderr
     assert 'put back the files from before an unconfirmed change' in boot.stdout
     assert kernel(router) == before
+
+
+def test_checks_of_what_only_the_router_can_tell(router):
+    router.add_dummy('lan0', '192.168.1.1/24')
+    before = kernel(router)
+    checks = [{'field': 'uplinks[0].interface', 'interface': 'wan9'},
+              {'field': 'lan[0]', 'interface': 'wan1', 'ipv4': True},
+              {'field': 'forwards[0].to', 'host_of': '192.168.1.50', 'interfaces': ['lan0']},
+              {'field': 'forwards[1].to', 'host_of': '192.168.1.1', 'interfaces': ['lan0']},
+              {'field': 'forwards[2].to', 'host_of': '203.0.113.10', 'interfaces': ['lan0']},
+              {'field': 'routers[0].gateway', 'gateway': '198.51.100.1', 'interface': 'wan1'},
+              {'field': 'routers[1].gateway', 'gateway': '203.0.113.1', 'interface': 'wan1'},
+              {'field': 'routers[2].gateway', 'gateway': '198.51.100.1', 'interface': 'wan9'}]
+    for check_mode in (True, False):
+        result = run_module(MODULE, args(router, state_of(router), checks=checks), check=check_mode)
+        assert result['failed'] and result['msg'].split('; ') == [
+            "uplinks[0].interface: no interface 'wan9' on the router (have: lan0, lan0p, lo, wan1, wan1p, wan2, wan2p)",
+            'forwards[1].to: 192.168.1.1 is not a host of the subnets of lan0 (192.168.1.1/24)',
+            'forwards[2].to: 203.0.113.10 is not a host of the subnets of lan0 (192.168.1.1/24)',
+            'routers[1].gateway: 203.0.113.1 is not on the subnet of interface wan1'], result['msg']
+        assert kernel(router) == before
+    good = [check for check in checks if check['field'] in ('lan[0]', 'forwards[0].to', 'routers[0].gateway')]
+    assert not run_module(MODULE, args(router, state_of(router), checks=good)).get('failed')
+
+
+def test_the_agent_is_installed_with_the_change(router):
+    command, library = os.path.join(router.files, 'bin', 'netpolicy-routing'), os.path.join(router.files, 'lib')
+    agent = dict(agent=True, agent_command=command, agent_library=library)
+    predicted = run_module(MODULE, args(router, state_of(router), **agent), check=True)
+    assert not os.path.exists(command) and predicted['agent_changed']
+    done = run_module(MODULE, args(router, state_of(router), **agent))
+    # (check mode shows the new table by number: see the module's notes)
+    assert done['agent_changed'] and done['commands'][-3:] == predicted['commands'][-3:]
+    assert done['commands'][-3:] == ['write %s/engine.zip' % library, 'write %s' % command,
+                                     'write %s/source_routing.json' % router.files]
+    assert os.stat(command).st_mode & 0o777 == 0o755
+    # the command runs the engine it was installed with, in the router's namespace
+    status = subprocess.run(['ip', 'netns', 'exec', router.name, command, '--state-dir', router.files, 'status'],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert status.returncode == 0 and 'source_routing' in status.stdout, status.stdout + status.stderr
+    again = run_module(MODULE, args(router, state_of(router), **agent))
+    assert not again['changed'] and not again['agent_changed']
+    os.chmod(command, 0o700)
+    alone = run_module(MODULE, dict(agent, netns=router.name))
+    assert alone['changed'] and alone['commands'] == ['chmod 755 %s' % command]
+
+
+def test_dependencies_are_reported_and_checked(router):
+    report = run_module(MODULE, dict(dependencies='report'))
+    assert report['lacking'] == [] and report['package_manager'] == 'apt' and not report['changed']
+    bare = dict(os.environ, PATH='/nonexistent')    # no nft, conntrack or apt-get on this PATH
+    failed = run_module(MODULE, args(router, state_of(router), dependencies='check',
+                                     dependencies_variable='source_routing_install_dependencies'), env=bare)
+    assert failed['failed'] and failed['msg'] == (
+        'the router lacks: nftables, conntrack; install them, or set source_routing_install_dependencies: true '
+        '(no apt or dnf here: install them by hand)')

@@ -61,7 +61,7 @@ BAD_INPUT = [
     # what only the host can tell
     ([THREE_ROUTERS[0], dict(THREE_ROUTERS[1], gateway='10.9.9.9')],
      ["reply_via_same_router_routers[1] (router3).gateway: 10.9.9.9 is not on the subnet of interface eth0"]),
-    ([dict(THREE_ROUTERS[0], interface='eth9')], ["eth9: no such interface"]),
+    ([dict(THREE_ROUTERS[0], interface='eth9')], ["reply_via_same_router_routers[0] (router2).interface: no interface 'eth9' on the router"]),
 ]
 
 

@@ -39,7 +39,6 @@ BAD = [dict(MACBOOK, interface='ppp0', priority=2000),
        dict({key: value for key, value in DSL.items() if key != 'protocol'}, name='macbook', gateway='192.0.2.300'),
        dict(V6, snat='192.0.2.2')]
 BAD_MESSAGES = [
-    "source_routing_policies[0] (macbook).interface: no interface 'ppp0' on the router",
     'source_routing_policies[0] (macbook).priority: not in the range of this role, 1000..1999: 2000',
     "source_routing_policies[1] (macbook).name: two policies are named 'macbook'",
     'source_routing_policies[1] (macbook).dports: needs protocol',
@@ -114,6 +113,11 @@ def test_seeds_001_and_003_then_removal(lab):
         apply(lab, BAD)
     for message in BAD_MESSAGES:
         assert message in failed.value.output
+    assert snapshot(lab) == unchanged
+    # what only the router can tell: checked by the change itself, before it touches anything
+    with pytest.raises(LabCommandError) as failed:
+        apply(lab, [dict(MACBOOK, interface='ppp0')])
+    assert "source_routing_policies[0] (macbook).interface: no interface 'ppp0' on the router" in failed.value.output
     assert snapshot(lab) == unchanged
 
     # nothing: everything the role put on the router goes

@@ -131,10 +131,23 @@ def test_bad_variables_change_nothing(two_isp_lab):
         'split_access_uplinks[1] (isp2).weight: not 1..256: 0',
         "split_access_uplinks[2] (isp1).name: the same as an earlier uplink: 'isp1'",
         'split_access_uplinks[2] (isp1).table: not a usable table number',
-        'split_access_port_forwards[0].to: 203.0.113.10 is not a host of the LAN subnets',
         "split_access_port_forwards[1].uplinks[0]: not an uplink of split_access_uplinks: 'isp9'",
     ]:
         assert message in output, message
+    assert snapshot(lab) == before
+    # what only the router can tell, checked by the change itself before it touches anything
+    router_only = {
+        'split_access_uplinks': [ISP1, dict(ISP2, interface='wan3')],
+        'split_access_port_forwards': [{'port': 80, 'to': '203.0.113.10'}, {'port': 81, 'to': '192.168.1.1'}],
+    }
+    with pytest.raises(LabCommandError) as failed:
+        run_playbook(lab, PLAYBOOK, extra_vars=router_only)
+    for message in [
+        "split_access_uplinks[1] (isp2).interface: no interface 'wan3' on the router",
+        'split_access_port_forwards[0].to: 203.0.113.10 is not a host of the subnets of lan0, lan1 (192.168.1.1/24',
+        'split_access_port_forwards[1].to: 192.168.1.1 is not a host of the subnets of lan0, lan1',
+    ]:
+        assert message in failed.value.stdout + failed.value.stderr, message
     assert snapshot(lab) == before
 
 

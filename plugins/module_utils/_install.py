@@ -1,0 +1,131 @@
+# -*- coding: utf-8 -*-
+# Copyright: netpolicy.routing contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Private to this collection: what the router needs, and the agent's files on it.
+
+What the modules and the agent need (nft, conntrack, pyroute2) is found by what
+is there, a command or a Python module, so it holds on any distribution, and
+named by the package manager's package.
+
+The engine is this collection's module_utils as the running module has them:
+Ansible sends a module the module_utils it imports, and apply_state imports
+the agent's. They are packed in one zip with fixed file times, so the same
+engine makes the same bytes and an unchanged engine is not written again.
+The command is run by the Python the module runs with, the router's.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import importlib.util
+import io
+import json
+import os
+import pkgutil
+import shutil
+import sys
+import zipfile
+
+from ansible_collections.netpolicy.routing.plugins.module_utils._rt_tables import write_atomically
+
+PACKAGE = 'ansible_collections.netpolicy.routing.plugins.module_utils'
+_PACKAGE_DIRS = ('ansible_collections', 'ansible_collections/netpolicy', 'ansible_collections/netpolicy/routing',
+                 'ansible_collections/netpolicy/routing/plugins', 'ansible_collections/netpolicy/routing/plugins/module_utils')
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+ENGINE = 'engine.zip'
+
+# The package of each need, by package manager.
+PACKAGES = {
+    'apt': {'nftables': 'nftables', 'conntrack': 'conntrack', 'pyroute2': 'python3-pyroute2'},
+    'dnf': {'nftables': 'nftables', 'conntrack': 'conntrack-tools', 'pyroute2': 'python3-pyroute2'},
+}
+
+COMMAND = '''#!%(python)s
+# netpolicy-routing: puts the policy routing state saved by netpolicy.routing back
+# (apply), keeps it there (watch) and tells whether it is (status).
+# Written by netpolicy.routing; its roles rewrite this file.
+import sys
+
+# The engine: the collection's module_utils in one zip.
+sys.path.insert(0, %(engine)s)
+from ansible_collections.netpolicy.routing.plugins.module_utils._agent import main  # noqa: E402
+
+sys.exit(main())
+'''
+
+
+def lacking():
+    """(package manager or None, [the packages of what the router lacks])."""
+    manager = 'apt' if shutil.which('apt-get') else 'dnf' if shutil.which('dnf') else None
+    present = {'nftables': shutil.which('nft') is not None, 'conntrack': shutil.which('conntrack') is not None,
+               'pyroute2': importlib.util.find_spec('pyroute2') is not None}
+    names = PACKAGES.get(manager, PACKAGES['apt'])
+    return manager, [names[need] for need in ('nftables', 'conntrack', 'pyroute2') if not present[need]]
+
+
+def lacking_message(manager, packages, variable):
+    """What a role says when the router lacks ``packages`` and may not install them."""
+    return 'the router lacks: %s; install %s, or set %s: true%s' % (
+        ', '.join(packages), 'them' if len(packages) > 1 else 'it', variable,
+        '' if manager else ' (no apt or dnf here: install them by hand)')
+
+
+def engine_sources():
+    """[(file name, bytes)] of the module_utils this process has, sorted by name."""
+    package = sys.modules[PACKAGE]
+    names = sorted(name for finder, name, is_package in pkgutil.iter_modules(package.__path__) if not is_package)
+    sources = []
+    for name in names:
+        # by each module's own loader: files, or the zip Ansible sends (the package has no __init__.py)
+        spec = importlib.util.find_spec('%s.%s' % (PACKAGE, name))
+        sources.append((name + '.py', spec.loader.get_data(spec.origin)))
+    return sources
+
+
+def engine_archive(sources):
+    """The zip of ``sources`` laid out as Ansible lays out a collection's module_utils."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, 'w') as archive:
+        entries = [(directory + '/__init__.py', b'') for directory in _PACKAGE_DIRS]
+        entries += [(_PACKAGE_DIRS[-1] + '/' + name, data) for name, data in sources]
+        for path, data in entries:
+            archive.writestr(zipfile.ZipInfo(path, _FIXED_TIME), data, zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+def command_text(python, library):
+    return COMMAND % {'python': python, 'engine': json.dumps(os.path.join(library, ENGINE))}
+
+
+def wanted_files(command, library):
+    """[(path, bytes, mode)] of the agent's files."""
+    return [(os.path.join(library, ENGINE), engine_archive(engine_sources()), 0o644),
+            (command, command_text(sys.executable, library).encode('utf-8'), 0o755)]
+
+
+def install(command, library, check_mode):
+    """Write the agent's files that differ (content or mode); the command-like lines of what changed."""
+    commands = []
+    for path, data, mode in wanted_files(command, library):
+        try:
+            with open(path, 'rb') as handle:
+                have = handle.read()
+            have_mode = os.stat(path).st_mode & 0o7777
+        except (IOError, OSError):
+            have, have_mode = None, None
+        if have == data and have_mode == mode:
+            continue
+        if have == data:
+            commands.append('chmod %o %s' % (mode, path))
+            if not check_mode:
+                os.chmod(path, mode)
+            continue
+        commands.append('write %s' % path)
+        if not check_mode:
+            directory = os.path.dirname(path)
+            if not os.path.isdir(directory):
+                os.makedirs(directory, 0o755)
+            write_atomically(path, data, mode)
+    return commands

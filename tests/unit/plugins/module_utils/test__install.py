@@ -1,0 +1,34 @@
+"""_install: the agent's engine and command, and the message of what the router lacks (pure logic)."""
+import io
+import zipfile
+
+from ansible_collections.netpolicy.routing.plugins.module_utils._install import (
+    command_text, engine_archive, engine_sources, lacking_message)
+
+
+def test_the_engine_is_the_same_bytes_for_the_same_sources_and_importable_as_ansible_lays_it_out():
+    sources = engine_sources()
+    names = [name for name, data in sources]
+    assert '_agent.py' in names and '_netlink.py' in names and names == sorted(names)
+    archive = engine_archive(sources)
+    assert engine_archive(engine_sources()) == archive
+    with zipfile.ZipFile(io.BytesIO(archive)) as unpacked:
+        listed = unpacked.namelist()
+        assert 'ansible_collections/__init__.py' in listed
+        assert 'ansible_collections/netpolicy/routing/plugins/module_utils/_agent.py' in listed
+        assert all(info.date_time == (1980, 1, 1, 0, 0, 0) for info in unpacked.infolist())
+    assert engine_archive(sources + [('_new.py', b'')]) != archive
+
+
+def test_the_command_runs_the_engine_with_the_given_python():
+    text = command_text('/usr/bin/python3', '/usr/local/lib/netpolicy-routing')
+    assert text.startswith('#!/usr/bin/python3\n')
+    assert "sys.path.insert(0, \"/usr/local/lib/netpolicy-routing/engine.zip\")" in text
+    compile(text, 'netpolicy-routing', 'exec')
+
+
+def test_what_is_lacking_is_named_with_the_variable():
+    assert lacking_message('apt', ['python3-pyroute2'], 'split_access_install_dependencies') == \
+        'the router lacks: python3-pyroute2; install it, or set split_access_install_dependencies: true'
+    assert lacking_message(None, ['nftables', 'conntrack'], 'x') == \
+        'the router lacks: nftables, conntrack; install them, or set x: true (no apt or dnf here: install them by hand)'
