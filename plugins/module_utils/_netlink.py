@@ -2,10 +2,12 @@
 # Copyright: netpolicy.routing contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Private to this collection: the one pyroute2 seam.
+"""Private to this collection: the one netlink seam.
 
-Everything that touches pyroute2 or network namespaces goes through here, so
-the rest of module_utils stays plain logic. Works with pyroute2 0.7.2
+Everything that touches netlink, pyroute2 or network namespaces goes through
+here, so the rest of module_utils stays plain logic. Reads (routes, rules,
+links, addresses) and route writes use a lean rtnetlink codec of its own; rule
+writes go through pyroute2, imported only then. Works with pyroute2 0.7.2
 (Debian 12's python3-pyroute2) and with current releases.
 """
 
@@ -244,33 +246,19 @@ class RouteSocket:
         """The routes of ``table`` (one family) as plain dicts; [] when the table does not exist."""
         body = _RTMSG.pack(family, 0, 0, 0, table if table < 256 else 0, 0, 0, 0, 0)
         body += _attr(RTA_TABLE, _U32.pack(table))
-        self.sock.send(self._message(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, body))
-        seq = self.seq
-        routes = []
-        while True:
-            for kind, flags, msg_seq, data, offset, end in self._messages():
-                if msg_seq != seq:
-                    continue
-                if kind == NLMSG_DONE:
-                    return routes
-                if kind == NLMSG_ERROR:
-                    code = -_ERROR.unpack_from(data, offset)[0]
-                    if code == errno.ENOENT:
-                        return routes
-                    raise OSError(code, 'dumping routes of table %d: %s' % (table, os.strerror(code)))
-                route = _decode_route(family, data, offset, end)
-                # Without strict dump checking (kernel < 4.20) the filter is ours.
-                if route['table'] == table:
-                    routes.append(route)
+        routes = self._dump(RTM_GETROUTE, body, lambda data, offset, end: _decode_route(family, data, offset, end),
+                            'routes of table %d' % table)
+        # Without strict dump checking (kernel < 4.20) the filter is ours.
+        return [route for route in routes if route['table'] == table]
 
     def dump_rules(self, family):
         """The rules of one family, in the kernel's order, as the messages _rules.from_netlink reads."""
-        return self._dump(RTM_GETRULE, _FIB_RULE_HDR.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), _decode_rule)
+        return self._dump(RTM_GETRULE, _FIB_RULE_HDR.pack(family, 0, 0, 0, 0, 0, 0, 0, 0), _decode_rule, 'rules')
 
     def dump_links(self):
         """decode_event's 'link' dicts of every interface."""
         return self._dump(RTM_GETLINK, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0),
-                          lambda data, offset, end: decode_event(RTM_NEWLINK, data, offset, end))
+                          lambda data, offset, end: decode_event(RTM_NEWLINK, data, offset, end), 'links')
 
     def dump_addresses(self):
         """decode_event's 'address' dicts of every address, both families, with ``family`` and ``scope``."""
@@ -278,7 +266,7 @@ class RouteSocket:
             family, prefixlen, flags, scope, ifindex = _IFADDRMSG.unpack_from(data, offset)
             return dict(decode_event(RTM_NEWADDR, data, offset, end), family=family, scope=scope)
 
-        return self._dump(RTM_GETADDR, _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0), decode)
+        return self._dump(RTM_GETADDR, _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0), decode, 'addresses')
 
     def route_get(self, address, oif=None):
         """The route the kernel picks for ``address`` (out of interface ``oif``), as
@@ -300,7 +288,8 @@ class RouteSocket:
                     continue
                 return _decode_route(family, data, offset, end)
 
-    def _dump(self, kind, body, decode):
+    def _dump(self, kind, body, decode, what):
+        """[decode(message)] of a dump; [] for a table that does not exist or a family the kernel lacks."""
         self.sock.send(self._message(kind, NLM_F_REQUEST | NLM_F_DUMP, body))
         seq = self.seq
         found = []
@@ -312,9 +301,9 @@ class RouteSocket:
                     return found
                 if msg_kind == NLMSG_ERROR:
                     code = -_ERROR.unpack_from(data, offset)[0]
-                    if code == errno.EAFNOSUPPORT:  # a family this kernel lacks (IPv6)
+                    if code in (errno.ENOENT, errno.EAFNOSUPPORT):
                         return found
-                    raise OSError(code, 'netlink dump: %s' % os.strerror(code))
+                    raise OSError(code, 'dumping %s: %s' % (what, os.strerror(code)))
                 found.append(decode(data, offset, end))
 
     def send_routes(self, requests):
