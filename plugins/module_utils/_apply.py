@@ -402,9 +402,10 @@ def failed_checks(checks):
 
     What only the router can tell, read at once (no task of its own): each check
     has ``field`` (the role's variable, for the message) and one of
-    ``interface`` (it exists; with ``ipv4``, it has an IPv4 address); ``host_of`` + ``interfaces`` (the address is a host of
-    those interfaces' IPv4 subnets, not their own address); ``gateway`` +
-    ``interface`` (the kernel reaches the gateway directly by that interface).
+    ``interface`` (it exists; with ``ipv4``, it has an IPv4 address);
+    ``host_of`` + ``interfaces`` (the address is a host of those interfaces'
+    IPv4 subnets, not their own address); ``gateway`` + ``interface`` (the
+    kernel reaches the gateway directly by that interface).
     """
     if not checks:
         return []
