@@ -63,6 +63,8 @@ SECTIONS = ('rt_tables_entry', 'sysctl', 'route_table', 'ip_rule', 'address_rule
 INTERFACE_KEYS = ('dev', 'interface', 'in_interface', 'iif', 'oif')
 # After an event, wait this long for the burst to end, then re-apply (well within 1 s).
 SETTLE = 0.2
+# A hook still running after this many seconds is killed (a hung script must not pile up).
+HOOK_TIMEOUT = 60.0
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -679,6 +681,7 @@ class Uplinks:
         return self.monitor.link(ifname, up, now) if self.monitor else []
 
     def tick(self, now):
+        self.reap_hooks(now)
         return self.monitor.tick(now) if self.monitor else []
 
     def acted(self, changes):
@@ -698,9 +701,23 @@ class Uplinks:
             self.log('every uplink is out: keeping the last configuration')
         self.publish(time.time(), force=True)
 
+    def reap_hooks(self, now):
+        """Forget the hooks that ended; kill those running longer than HOOK_TIMEOUT."""
+        running = []
+        for proc, path, started in self.hooks:
+            if proc.poll() is not None:
+                continue
+            if now - started > HOOK_TIMEOUT:
+                proc.kill()
+                proc.wait()
+                self.log('error: hook %s ran longer than %d s: killed' % (path, HOOK_TIMEOUT))
+                continue
+            running.append((proc, path, started))
+        self.hooks = running
+
     def run_hooks(self, name, change):
         """Run the executables of DIR/hook.d with the uplink's name and its new state (in background)."""
-        self.hooks = [proc for proc in self.hooks if proc.poll() is None]
+        self.reap_hooks(time.time())
         folder = os.path.join(self.directory, 'hook.d')
         try:
             names = sorted(os.listdir(folder))
@@ -710,7 +727,7 @@ class Uplinks:
             path = os.path.join(folder, hook)
             if os.path.isfile(path) and os.access(path, os.X_OK):
                 try:
-                    self.hooks.append(subprocess.Popen([path, name, change], stdin=subprocess.DEVNULL))
+                    self.hooks.append((subprocess.Popen([path, name, change], stdin=subprocess.DEVNULL), path, time.time()))
                 except OSError as exc:
                     self.log('error: hook %s: %s' % (path, exc))
 

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import struct
+import time
 
 import pytest
 
@@ -868,3 +869,21 @@ def test_events_stops_at_a_truncated_header():
     gone = message(25, rtmsg(socket.AF_INET, 0, 101))
     bad = struct.pack('=IHHII', 8, 25, 0, 0, 0)   # length shorter than a header
     assert event_socket([gone + bad + gone]).events() == [{'kind': 'route', 'action': 'delete', 'table': 101}]
+
+
+def test_a_hung_hook_is_killed_and_a_finished_one_forgotten(tmp_path):
+    hooks = tmp_path / 'hook.d'
+    hooks.mkdir()
+    for name, body in (('10-quick', 'exit 0'), ('20-hung', 'sleep 300')):
+        (hooks / name).write_text('#!/bin/sh\n%s\n' % body)
+        (hooks / name).chmod(0o755)
+    logged = []
+    uplinks = agent.Uplinks(str(tmp_path), logged.append)
+    uplinks.run_hooks('isp1', 'out')
+    (quick, _, _), (hung, _, _) = uplinks.hooks
+    quick.wait(timeout=10)
+    uplinks.reap_hooks(time.time())
+    assert [path for proc, path, started in uplinks.hooks] == [str(hooks / '20-hung')] and not logged
+    uplinks.reap_hooks(time.time() + agent.HOOK_TIMEOUT + 1)
+    assert uplinks.hooks == [] and hung.returncode is not None
+    assert logged == ['error: hook %s ran longer than 60 s: killed' % (hooks / '20-hung')]
