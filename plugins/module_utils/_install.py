@@ -28,6 +28,7 @@ import shutil
 import sys
 import zipfile
 
+from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
 from ansible_collections.netpolicy.routing.plugins.module_utils._rt_tables import write_atomically
 
 PACKAGE = 'ansible_collections.netpolicy.routing.plugins.module_utils'
@@ -60,7 +61,7 @@ def lacking():
     """(package manager or None, [the packages of what the router lacks])."""
     manager = 'apt' if shutil.which('apt-get') else 'dnf' if shutil.which('dnf') else None
     present = {'nftables': shutil.which('nft') is not None, 'conntrack': shutil.which('conntrack') is not None,
-               'pyroute2': importlib.util.find_spec('pyroute2') is not None}
+               'pyroute2': _netlink.HAS_PYROUTE2}
     names = PACKAGES.get(manager, PACKAGES['apt'])
     return manager, [names[need] for need in ('nftables', 'conntrack', 'pyroute2') if not present[need]]
 
