@@ -125,8 +125,5 @@ def install(command, library, check_mode):
             continue
         commands.append('write %s' % path)
         if not check_mode:
-            directory = os.path.dirname(path)
-            if not os.path.isdir(directory):
-                os.makedirs(directory, 0o755)
-            write_atomically(path, data, mode)
+            write_atomically(path, data, mode, directory_mode=0o755)
     return commands

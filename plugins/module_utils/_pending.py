@@ -39,10 +39,7 @@ def boot_id():
 
 def write_file(path, content, mode):
     """Write ``content`` to ``path`` atomically (see _rt_tables), making its directory first."""
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o700)
-    write_atomically(path, content, mode)
+    write_atomically(path, content, mode, directory_mode=0o700)
 
 
 def read(path):

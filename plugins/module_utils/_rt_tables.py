@@ -408,10 +408,16 @@ def rewrite(text, ops, path='the file'):
     return ''.join(lines)
 
 
-def write_atomically(path, text, mode):
+def write_atomically(path, text, mode, directory_mode=None):
     """Replace ``path`` by rename: a reader (ip, another run) sees the old file or the new, never half.
-    ``text`` may also be bytes."""
+    ``text`` may also be bytes. ``directory_mode``: make the directory first when it is missing."""
     directory = os.path.dirname(path)
+    if directory_mode is not None and not os.path.isdir(directory):
+        try:
+            os.makedirs(directory, directory_mode)
+        except OSError:
+            if not os.path.isdir(directory):  # else another run made it first
+                raise
     fd, temp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp', dir=directory)
     try:
         with os.fdopen(fd, 'wb' if isinstance(text, bytes) else 'w') as handle:
