@@ -189,6 +189,11 @@ def _attr(kind, payload):
     return _RTATTR.pack(length, kind) + payload + b'\0' * (-length % 4)
 
 
+def _text(payload):
+    """A NUL-terminated string attribute (interface name, error message) as text."""
+    return payload.split(b'\0', 1)[0].decode('utf-8', 'replace')
+
+
 def _attrs(data, offset, end):
     """Yield (type, payload) of the netlink attributes in data[offset:end]."""
     while offset + 4 <= end:
@@ -409,7 +414,7 @@ def decode_event(kind, data, offset, end):
                  'ifname': None, 'up': bool(flags & IFF_UP) and bool(flags & IFF_LOWER_UP)}
         for attr, payload in _attrs(data, offset + _IFINFOMSG.size, end):
             if attr == IFLA_IFNAME:
-                event['ifname'] = payload.split(b'\0', 1)[0].decode('utf-8', 'replace')
+                event['ifname'] = _text(payload)
         return event
     if kind in (RTM_NEWADDR, RTM_DELADDR):
         family, prefixlen, flags, scope, ifindex = _IFADDRMSG.unpack_from(data, offset)
@@ -450,7 +455,7 @@ def _error_text(code, flags, data, offset, end):
             start = offset + _ERROR.size + _NLMSGHDR.unpack_from(data, offset + _ERROR.size)[0]
         for kind, payload in _attrs(data, (start + 3) & ~3, end):
             if kind == NLMSGERR_ATTR_MSG:
-                text = '%s (%s)' % (payload.rstrip(b'\0').decode('utf-8', 'replace'), text)
+                text = '%s (%s)' % (_text(payload), text)
     return text
 
 
@@ -547,7 +552,7 @@ def _decode_rule(data, offset, end):
         if form == 'address':
             value = socket.inet_ntop(family, payload)
         elif form == 'name':
-            value = payload.split(b'\0', 1)[0].decode('utf-8', 'replace')
+            value = _text(payload)
         elif form == 'u32':
             value = _U32.unpack(payload[:4])[0]
         elif form == 'u8':
