@@ -79,12 +79,29 @@ class Op:
 
 
 class Plan:
-    """What to change: ``ops`` in order, and the owned state before and after them."""
+    """What to change: ``ops`` in order, and the owned state before and after them.
+
+    ``before`` and ``after`` (lists of rendered lines) may be given as functions
+    that compute them: only a diff needs them, and with 10,000 routes rendering
+    and sorting them costs more than the rest of a no-op run.
+    """
 
     def __init__(self, ops, before, after):
         self.ops = list(ops)
-        self.before = before
-        self.after = after
+        self._before = before
+        self._after = after
+
+    @property
+    def before(self):
+        if callable(self._before):
+            self._before = self._before()
+        return self._before
+
+    @property
+    def after(self):
+        if callable(self._after):
+            self._after = self._after()
+        return self._after
 
     @property
     def changed(self):
@@ -165,25 +182,27 @@ def build_plan(kind, current, desired, state='present', owned=None):
     relevant = set(desired_by_key)
     if owned is not None:
         relevant.update(key for key, item in current_by_key.items() if owned(item))
-    before = sorted(kind.render(item) for key, item in current_by_key.items() if key in relevant)
-    after_by_key = dict((key, item) for key, item in current_by_key.items() if key in relevant)
-    for op in ops:
-        if op.action == DELETE:
-            after_by_key.pop(kind.key(op.item), None)
-        else:
-            after_by_key[kind.key(op.item)] = op.item
-    after = sorted(kind.render(item) for item in after_by_key.values())
+
+    def before():
+        return sorted(kind.render(item) for key, item in current_by_key.items() if key in relevant)
+
+    def after():
+        after_by_key = dict((key, item) for key, item in current_by_key.items() if key in relevant)
+        for op in ops:
+            if op.action == DELETE:
+                after_by_key.pop(kind.key(op.item), None)
+            else:
+                after_by_key[kind.key(op.item)] = op.item
+        return sorted(kind.render(item) for item in after_by_key.values())
+
     return Plan(ops, before, after)
 
 
 def merge_plans(plans):
     """One plan out of several (a module that owns more than one kind)."""
-    ops, before, after = [], [], []
-    for plan in plans:
-        ops.extend(plan.ops)
-        before.extend(plan.before)
-        after.extend(plan.after)
-    return Plan(ops, before, after)
+    ops = [op for plan in plans for op in plan.ops]
+    return Plan(ops, lambda: [line for plan in plans for line in plan.before],
+                lambda: [line for plan in plans for line in plan.after])
 
 
 def rollback(kind, applied):

@@ -585,7 +585,7 @@ def plan_rules(kind, current, desired, state='present', purge=None, purge_family
     ops = _with_duplicates(kind, plan.ops, rules)
     ops = order_ops(ops, rules)
     _check_adds_and_deletes(ops, rules, kind)
-    return Plan(ops, plan.before, plan.after)
+    return Plan(ops, lambda: plan.before, lambda: plan.after)
 
 
 def _with_duplicates(kind, ops, rules):
