@@ -391,8 +391,12 @@ def key(route):
     return (route['family'], route['table'], route['dest'], route['tos'], route['metric'])
 
 
-def normalize_routes(specs, field, table, interfaces, family=None, addresses=None, absent=False):
-    """{key: route} of a list of user routes; two different routes with one key are an error."""
+def normalize_routes(specs, field, table, interfaces, family=None, addresses=None, absent=False, known=None):
+    """{key: route} of a list of user routes; two different routes with one key are an error.
+
+    ``known(text)``: the route a string means when the table has it already, or None
+    (see KnownRoutes).
+    """
     addresses = addresses or _Addresses()
     routes, where = {}, {}
     # Routes that differ only in dest normalize alike: with 10,000 routes over a few
@@ -400,19 +404,9 @@ def normalize_routes(specs, field, table, interfaces, family=None, addresses=Non
     shapes = {}
     for index, element in enumerate(specs or []):
         route_field = '%s[%d]' % (field, index)
-        dest, shape = route_shape(element)
-        route = None
-        if shape is not None:
-            dest_family, dest = addresses.prefix(dest, route_field + '.dest')
-            shape = (shape, dest_family)
-            template = shapes.get(shape)
-            if template is not None:
-                route = dict(template, dest=dest)
+        route = known(element) if known is not None and isinstance(element, str) else None
         if route is None:
-            route = normalize_route(route_options(element, route_field), route_field, table, interfaces, family,
-                                    addresses, absent)
-            if shape is not None:
-                shapes[shape] = route
+            route = _normalize_element(element, route_field, table, interfaces, family, addresses, absent, shapes)
         route_key = key(route)
         if route_key in routes:
             if routes[route_key] != route:
@@ -422,6 +416,23 @@ def normalize_routes(specs, field, table, interfaces, family=None, addresses=Non
         routes[route_key] = route
         where[route_key] = route_field
     return routes
+
+
+def _normalize_element(element, route_field, table, interfaces, family, addresses, absent, shapes):
+    """The route of one element of ``routes``; ``shapes`` remembers the route of each shape seen."""
+    dest, shape = route_shape(element)
+    route = None
+    if shape is not None:
+        dest_family, dest = addresses.prefix(dest, route_field + '.dest')
+        shape = (shape, dest_family)
+        template = shapes.get(shape)
+        if template is not None:
+            return dict(template, dest=dest)
+    route = normalize_route(route_options(element, route_field), route_field, table, interfaces, family,
+                            addresses, absent)
+    if shape is not None:
+        shapes[shape] = route
+    return route
 
 
 _SHAPE_SCALARS = (str, int, bool, float, type(None))
@@ -537,7 +548,7 @@ def to_request(action, route, interfaces):
 
 
 def spec_text(route, label):
-    """The route as ``ip route`` arguments (kernel defaults left out)."""
+    """The route as ``ip route`` arguments (kernel defaults left out); no table word if ``label`` is None."""
     parts = []
     if route['type'] != 'unicast':
         parts.append(route['type'])
@@ -546,7 +557,8 @@ def spec_text(route, label):
         parts.extend(('via', route['gateway']))
     if route['dev']:
         parts.extend(('dev', route['dev']))
-    parts.extend(('table', label))
+    if label is not None:
+        parts.extend(('table', label))
     if route['proto'] != DEFAULT_PROTO:
         parts.extend(('proto', route['proto']))
     if route['scope'] != default_scope(route):
@@ -611,6 +623,60 @@ class RouteKind(Kind):
             raise ApplyError(message, applied=[ops[i] for i in done], failed=ops[index])
 
 
+# Every attribute of a route but its dest and table: routes of a table alike in all of
+# these differ only in the dest word of their text.
+_KIND_FIELDS = ('family', 'tos', 'metric', 'type', 'gateway', 'dev', 'src', 'scope', 'proto', 'onlink', 'nexthops')
+
+
+class KnownRoutes:
+    """The routes a table has, by their text: what makes the no-op rerun of a long list of strings cheap.
+
+    A string that is exactly the text of one of the table's routes (``spec_text``
+    without the table word) means that very route. That holds where the text
+    normalizes back to the route, which is checked once per kind of route (every
+    attribute but the dest; the default route apart), as normalize_routes checks
+    one route per shape. Routes whose text does not (a TOS, which has no word)
+    are left out, and any string not found is normalized as usual.
+    """
+
+    def __init__(self, read, table, family, interfaces, addresses):
+        self.read = read
+        self.table = table
+        self.family = family
+        self.interfaces = interfaces
+        self.addresses = addresses
+        self.texts = {}
+
+    def get(self, text):
+        # An IPv6 route has a colon in its dest; an IPv4 one has none anywhere.
+        family = 'ipv6' if ':' in text else 'ipv4'
+        if self.family not in (None, family):
+            return None
+        texts = self.texts.get(family)
+        if texts is None:
+            texts = self.texts[family] = self._texts(family)
+        return texts.get(text)
+
+    def _texts(self, family):
+        texts, verified = {}, {}
+        for route in self.read(family, self.table):
+            text = spec_text(route, None)
+            kind = (route['dest'] == 'default',) + tuple(route[name] for name in _KIND_FIELDS)
+            good = verified.get(kind)
+            if good is None:
+                good = verified[kind] = self._normalizes_to(text, route)
+            if good:
+                texts[text] = route
+        return texts
+
+    def _normalizes_to(self, text, route):
+        try:
+            return normalize_route(route_options(text, 'routes'), 'routes', self.table, self.interfaces,
+                                   self.family, self.addresses) == route
+        except InputError:
+            return False
+
+
 def read_routes(sock, family, table, names):
     """[route] of one table and family as the kernel has them."""
     routes = []
@@ -651,15 +717,18 @@ def _table_id(value, field, netns, names):
 class TableTarget:
     """One table entry, validated: what to read and what to want."""
 
-    def __init__(self, field, entry, netns, names, interfaces, addresses):
+    def __init__(self, field, entry, netns, names, interfaces, addresses, read):
         self.field = field
         self.state = entry['state']
         self.purge = entry['purge']
         self.table = _table_id(entry['table'], field + 'table', netns, names)
         self.label = str(entry['table']).strip()
         self.family = entry.get('family')
+        known = None
+        if self.state == 'present':
+            known = KnownRoutes(read, self.table, self.family, interfaces, addresses).get
         self.listed = normalize_routes(entry['routes'], field + 'routes', self.table, interfaces,
-                                       self.family, addresses, absent=self.state == 'absent')
+                                       self.family, addresses, absent=self.state == 'absent', known=known)
         self.copy_from = None
         if entry.get('copy_from') is not None:
             self.copy_from = _table_id(entry['copy_from'], field + 'copy_from', netns, names)
@@ -727,19 +796,10 @@ def change(params, check_mode=False, diff=False):
     _netlink.enter_netns(netns)
     names = table_names(netns)
     interfaces = _netlink.interface_map()
-    addresses = _Addresses()
-    targets, seen = [], {}
-    for field, entry in table_entries(params):
-        target = TableTarget(field, entry, netns, names, interfaces, addresses)
-        if target.table in seen:
-            raise InputError(field + 'table', 'table %d is already listed in %stable' % (target.table, seen[target.table]))
-        seen[target.table] = field
-        targets.append(target)
-    labels = dict((target.table, target.label) for target in targets)
     ifnames = dict((index, name) for name, index in interfaces.items())
+    addresses = _Addresses()
 
     with _netlink.RouteSocket() as sock:
-        kind = RouteKind(sock, interfaces, labels)
         cache = {}
 
         def read(family, table):
@@ -747,29 +807,52 @@ def change(params, check_mode=False, diff=False):
                 cache[(family, table)] = read_routes(sock, family, table, ifnames)
             return cache[(family, table)]
 
+        # The input is checked before anything changes; reading the tables on the way
+        # lets a string that is already there be taken as it is (KnownRoutes).
+        targets, seen = [], {}
+        for field, entry in table_entries(params):
+            target = TableTarget(field, entry, netns, names, interfaces, addresses, read)
+            if target.table in seen:
+                raise InputError(field + 'table', 'table %d is already listed in %stable'
+                                 % (target.table, seen[target.table]))
+            seen[target.table] = field
+            targets.append(target)
+        labels = dict((target.table, target.label) for target in targets)
+        kind = RouteKind(sock, interfaces, labels)
+
         def plan():
-            cache.clear()
             return merge_plans([target.plan(kind, read) for target in targets])
+
+        def replan():
+            cache.clear()
+            return plan()
 
         first = plan()
         before = dict(cache)
-        result = execute(first, kind, replan=plan, check_mode=check_mode, diff=diff)
+        result = execute(first, kind, replan=replan, check_mode=check_mode, diff=diff)
 
-    after = {}
-    for (family, table), routes in before.items():
-        if table in labels:
-            for route in routes:
-                after[key(route)] = route
-    for op in first.ops:
-        if op.action == DELETE:
-            after.pop(key(op.item), None)
-        else:
-            after[key(op.item)] = op.item
-    result['routes'] = [kind.render(route) for route_key, route in sorted(after.items(), key=_sort_key)]
+    if diff:
+        result['routes'] = routes_after(kind, first, before, targets)
     result['tables'] = [target.table for target in targets]
     if params.get('tables') is None:
         result['table'] = targets[0].table
     return result
+
+
+def routes_after(kind, plan, before, targets):
+    """The lines of the tables' routes after ``plan``, of the families read for them."""
+    wanted = set((family, target.table) for target in targets for family in target.families)
+    after = {}
+    for (family, table), routes in before.items():
+        if (family, table) in wanted:
+            for route in routes:
+                after[key(route)] = route
+    for op in plan.ops:
+        if op.action == DELETE:
+            after.pop(key(op.item), None)
+        else:
+            after[key(op.item)] = op.item
+    return [kind.render(route) for route_key, route in sorted(after.items(), key=_sort_key)]
 
 
 def _sort_key(item):

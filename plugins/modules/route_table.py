@@ -298,7 +298,9 @@ routes:
   description:
     - The routes of the table(s) after the change (predicted in check mode), the kernel's connected ones
       included, one line each as in the diff (C(ip route) arguments; IPv6 ones start with C(ipv6)).
-  returned: success
+    - Only in diff mode, like the diff itself; a table of thousands of routes would otherwise make every
+      result that long.
+  returned: success, in diff mode
   type: list
   elements: str
   sample:

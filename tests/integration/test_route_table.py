@@ -77,14 +77,15 @@ def test_apply_check_rerun_diff(netns):
                              'default via 198.51.100.1 dev wan1']
     assert show(ns, 101, '-6') == ['2001:db8:10::/48 via 2001:db8:1::1 dev wan1 metric 1024 pref medium']
     assert real['table'] == 101 and real['tables'] == [101]
-    assert len(real['routes']) == 4
+    assert len(real['routes']) == 4 and check['routes'] == real['routes']
 
     again = route_table(ns, table='101', routes=ROUTES, diff=True)
     assert not again['changed'] and again['commands'] == [], again
     assert again['diff']['before'] == again['diff']['after']
     # The rerun knows the interface the kernel chose for the route given by gateway only.
     assert '192.168.10.0/24 via 203.0.113.1 dev wan2 table 101 proto static metric 20\n' in again['diff']['after']
-    assert not route_table(ns, table='101', routes=ROUTES, check=True)['changed']
+    quiet = route_table(ns, table='101', routes=ROUTES, check=True)
+    assert not quiet['changed'] and 'routes' not in quiet, 'the table is listed in diff mode only'
 
     # One attribute differs: replaced in place, predicted exactly.
     moved = [dict(ROUTES[0], gateway='198.51.100.9')] + ROUTES[1:]

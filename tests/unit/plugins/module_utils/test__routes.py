@@ -6,7 +6,7 @@ import pytest
 from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
 from ansible_collections.netpolicy.routing.plugins.module_utils._engine import ADD, DELETE, REPLACE, InputError
 from ansible_collections.netpolicy.routing.plugins.module_utils._routes import (
-    RouteKind, TableTarget, _ipv4_prefix, complete, from_netlink, key, normalize_excludes, normalize_route,
+    KnownRoutes, RouteKind, TableTarget, _ipv4_prefix, complete, from_netlink, key, normalize_excludes, normalize_route,
     normalize_routes, parse_route_text, route_options, route_shape, spec_text, table_entries, to_request)
 
 INTERFACES = {'lo': 1, 'wan1': 2, 'wan2': 3}
@@ -200,11 +200,15 @@ class _Kind(RouteKind):
         super(_Kind, self).__init__(None, INTERFACES, {})
 
 
-def _target(**entry):
+def _target(kernel=None, **entry):
     base = {'table': '4', 'routes': [], 'purge': False, 'copy_from': None, 'copy_exclude': [],
             'family': None, 'state': 'present'}
     base.update(entry)
-    return TableTarget('', base, None, {'main': 254}, INTERFACES, None)
+    return TableTarget('', base, None, {'main': 254}, INTERFACES, None, _reader(kernel or {}))
+
+
+def _reader(kernel):
+    return lambda family, table: kernel.get((family, table), [])
 
 
 def test_copy_from_plan():
@@ -217,7 +221,7 @@ def test_copy_from_plan():
     kernel = {('ipv4', 254): main}
     target = _target(copy_from='main', copy_exclude=['default'], family='ipv4',
                      routes=[{'dest': '10.0.0.0/8', 'type': 'blackhole', 'metric': 5}])
-    plan = target.plan(_Kind(), lambda family, table: kernel.get((family, table), []))
+    plan = target.plan(_Kind(), _reader(kernel))
     assert plan.commands == [
         'ip route add 198.51.100.0/24 dev wan1 table 4 src 198.51.100.2',
         'ip route add blackhole 10.0.0.0/8 table 4 metric 5',  # the listed route wins
@@ -228,7 +232,7 @@ def test_purge_never_owns_kernel_routes():
     connected = from_netlink(_raw(table=4), NAMES)
     stale = dict(route(dest='10.0.0.0/8', gateway='198.51.100.1', dev='wan1'), table=4)
     kernel = {('ipv4', 4): [connected, stale]}
-    plan = _target(purge=True, family='ipv4').plan(_Kind(), lambda family, table: kernel.get((family, table), []))
+    plan = _target(purge=True, family='ipv4').plan(_Kind(), _reader(kernel))
     assert plan.commands == ['ip route del 10.0.0.0/8 via 198.51.100.1 dev wan1 table 4']
     assert key(stale) == ('ipv4', 4, '10.0.0.0/8', 0, 0)
 
@@ -242,7 +246,8 @@ def test_purge_never_owns_kernel_routes():
 def test_bad_tables(table, message):
     with pytest.raises(InputError) as caught:
         TableTarget('', {'table': table, 'routes': [], 'purge': False, 'copy_from': None, 'copy_exclude': [],
-                         'family': None, 'state': 'present'}, None, {'main': 254, 'local': 255}, INTERFACES, None)
+                         'family': None, 'state': 'present'}, None, {'main': 254, 'local': 255}, INTERFACES, None,
+                    _reader({}))
     assert message in str(caught.value)
 
 
@@ -419,3 +424,53 @@ def test_normalize_routes_rejects_strings_and_shapes(routes, message):
     with pytest.raises(InputError) as caught:
         normalize_routes(routes, 'routes', 100, INTERFACES)
     assert str(caught.value).startswith(message)
+
+
+def _table_of(specs, **extra):
+    """The routes of table 100 as the kernel would dump them."""
+    return [dict(route(**spec), **extra) for spec in specs]
+
+
+def test_known_routes_give_what_normalizing_gives():
+    """A string that is the text of a route the table has is that route, the same as normalizing it."""
+    kernel = list(dict((key(item), item) for item in _table_of(ROUND_TRIP)).values())  # one per key, as dumped
+    kernel.append(from_netlink(_raw(), NAMES))  # a connected route (proto kernel)
+    kernel += _table_of([dict(dest='192.0.%d.0/24' % n, gateway='198.51.100.1', dev='wan1') for n in range(3, 9)])
+    tables = {(family, 100): [item for item in kernel if item['family'] == family] for family in ('ipv4', 'ipv6')}
+    strings = [spec_text(item, None) for item in kernel]
+    known = KnownRoutes(_reader(tables), 100, None, INTERFACES, None)
+    found = normalize_routes(strings, 'routes', 100, INTERFACES, known=known.get)
+    assert found == normalize_routes(strings, 'routes', 100, INTERFACES)
+    assert all(known.get(text) is not None for text in strings if ':' not in text)
+    # The very dicts the kernel gave: the plan compares them by identity first.
+    assert [item for item in found.values() if item in kernel] == list(found.values())
+
+
+def test_known_routes_leave_out_what_does_not_read_back():
+    six = _table_of([dict(dest='default', dev='wan1', family='ipv6')])   # text 'default dev wan1' is IPv4
+    tos = _table_of([dict(dest='192.0.2.0/24', dev='wan1')], tos=8)     # TOS has no word in the text
+    tables = {('ipv6', 100): six, ('ipv4', 100): tos}
+    known = KnownRoutes(_reader(tables), 100, None, INTERFACES, None)
+    assert known.get('default dev wan1') is None
+    assert known.get('192.0.2.0/24 dev wan1') is None
+    routes = normalize_routes(['default dev wan1', '192.0.2.0/24 dev wan1'], 'routes', 100, INTERFACES,
+                              known=known.get)
+    assert [(item['family'], item['tos']) for item in routes.values()] == [('ipv4', 0), ('ipv4', 0)]
+
+
+def test_known_routes_keep_the_family_and_the_conflict_checks():
+    tables = {('ipv4', 100): _table_of([dict(dest='192.0.2.0/24', dev='wan1')])}
+    read = []
+
+    def reader(family, table):
+        read.append(family)
+        return tables.get((family, table), [])
+
+    assert KnownRoutes(reader, 100, 'ipv6', INTERFACES, None).get('192.0.2.0/24 dev wan1') is None
+    assert read == []   # not the entry's family: not even read
+    known = KnownRoutes(reader, 100, None, INTERFACES, None)
+    with pytest.raises(InputError) as caught:
+        normalize_routes(['192.0.2.0/24 dev wan1', '192.0.2.0/24 dev wan2'], 'routes', 100, INTERFACES,
+                         known=known.get)
+    assert str(caught.value).startswith('routes[1]: conflicts with routes[0]')
+    assert read == ['ipv4']   # once, and only the family the strings have
