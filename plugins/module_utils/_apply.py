@@ -58,6 +58,7 @@ APPLY_STATE_SPEC = dict(
     agent=dict(type='bool', default=False),
     agent_command=dict(type='path', default='/usr/local/bin/netpolicy-routing'),
     agent_library=dict(type='path', default='/usr/local/lib/netpolicy-routing'),
+    agent_service=dict(type='bool', default=False),
     netns=dict(type='str'),
 )
 
@@ -346,6 +347,8 @@ def change(params, check_mode, diff):
         if agent is None:
             raise InputError('role', 'required unless the module only installs the agent (agent: true)')
         commands = _install.install(agent[0], agent[1], check_mode)
+        if params.get('agent_service'):
+            commands += install_service(agent[0], bool(commands), check_mode)
         return {'changed': bool(commands), 'commands': commands, 'agent_changed': bool(commands)}
     directory = _netlink.etc_path(params['state_dir'], netns)
     pending = _pending.path_of(directory, role)
@@ -390,11 +393,24 @@ def change(params, check_mode, diff):
                           commands=getattr(exc, 'commands', None))
     if agent is not None:
         result['agent_changed'] = bool(plan.agent_commands)
+        if params.get('agent_service'):
+            # After the state file: a restarted agent reads the new state.
+            unit = install_service(agent[0], bool(plan.agent_commands), check_mode)
+            if unit:
+                result.update(changed=True, commands=result['commands'] + unit, agent_changed=True)
     pid = taken.get('pid')
     if pid is not None:
         extend(pending, timeout)
         result['rollback'] = {'pid': pid, 'timeout': timeout}
     return result
+
+
+def install_service(command, restart, check_mode):
+    """_install.install_service, its failure an EngineError that says the change itself is made."""
+    try:
+        return _install.install_service(command, restart, check_mode)
+    except (_install.ServiceError, OSError, IOError) as exc:
+        raise EngineError('the agent\'s unit: %s (the change itself was applied)' % exc)
 
 
 def failed_checks(checks):

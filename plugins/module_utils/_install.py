@@ -25,6 +25,7 @@ import json
 import os
 import pkgutil
 import shutil
+import subprocess
 import sys
 import zipfile
 
@@ -110,20 +111,106 @@ def install(command, library, check_mode):
     """Write the agent's files that differ (content or mode); the command-like lines of what changed."""
     commands = []
     for path, data, mode in wanted_files(command, library):
-        try:
-            with open(path, 'rb') as handle:
-                have = handle.read()
-            have_mode = os.stat(path).st_mode & 0o7777
-        except (IOError, OSError):
-            have, have_mode = None, None
-        if have == data and have_mode == mode:
-            continue
-        if have == data:
-            commands.append('chmod %o %s' % (mode, path))
-            if not check_mode:
-                os.chmod(path, mode)
-            continue
-        commands.append('write %s' % path)
-        if not check_mode:
-            write_atomically(path, data, mode, directory_mode=0o755)
+        commands.extend(put_file(path, data, mode, check_mode))
     return commands
+
+
+def put_file(path, data, mode, check_mode):
+    """Make ``path`` hold ``data`` (bytes) with ``mode``; the command-like lines of what changed."""
+    try:
+        with open(path, 'rb') as handle:
+            have = handle.read()
+        have_mode = os.stat(path).st_mode & 0o7777
+    except (IOError, OSError):
+        have, have_mode = None, None
+    if have == data and have_mode == mode:
+        return []
+    if have == data:
+        if not check_mode:
+            os.chmod(path, mode)
+        return ['chmod %o %s' % (mode, path)]
+    if not check_mode:
+        write_atomically(path, data, mode, directory_mode=0o755)
+    return ['write %s' % path]
+
+
+# ---------------------------------------------------------------- the unit
+
+UNIT_NAME = 'netpolicy-routing.service'
+UNIT_PATH = '/etc/systemd/system/' + UNIT_NAME
+# What sd_booted(3) looks at: systemd runs this host.
+SYSTEMD_RUNTIME = '/run/systemd/system'
+
+UNIT = '''# Written by netpolicy.routing; its roles rewrite this file.
+[Unit]
+Description=netpolicy.routing agent: keeps the saved policy routing state applied
+Documentation=man:ip-rule(8)
+# Early: the state is back before the network is declared up; interfaces that
+# come later (ppp, DHCP) are handled as they appear.
+DefaultDependencies=no
+After=local-fs.target nftables.service
+Wants=network-pre.target
+Before=network-pre.target shutdown.target
+Conflicts=shutdown.target
+
+[Service]
+Type=simple
+ExecStart=%(command)s watch
+Restart=on-failure
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+'''
+
+
+class ServiceError(Exception):
+    """systemctl refused; the message names the command and what it said."""
+
+
+def unit_text(command):
+    return UNIT % {'command': command}
+
+
+def install_service(command, restart, check_mode):
+    """Install, enable and start the agent's unit where systemd runs the host; the commands of what changed.
+
+    ``restart``: the agent's command or engine was just written, so a running agent
+    restarts to run the new one. Without systemd (a container, a network namespace
+    of a lab) there is nothing to do.
+    """
+    if not os.path.isdir(SYSTEMD_RUNTIME):
+        return []
+    commands = put_file(UNIT_PATH, unit_text(command).encode('utf-8'), 0o644, check_mode)
+    unit_changed = bool(commands)
+    if unit_changed:
+        commands.append('systemctl daemon-reload')
+        if not check_mode:
+            _systemctl(['daemon-reload'])
+    steps = []
+    if _systemctl(['is-enabled', UNIT_NAME], query=True) != 'enabled':
+        steps.append(['enable', UNIT_NAME])
+    if restart or unit_changed:
+        steps.append(['restart', UNIT_NAME])
+    elif _systemctl(['is-active', UNIT_NAME], query=True) != 'active':
+        steps.append(['start', UNIT_NAME])
+    for step in steps:
+        commands.append('systemctl ' + ' '.join(step))
+        if not check_mode:
+            _systemctl(step)
+    return commands
+
+
+def _systemctl(arguments, query=False):
+    """Run systemctl; a query gives its first line of output (a state), anything else must succeed."""
+    try:
+        done = subprocess.run(['systemctl'] + arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, check=False, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ServiceError('systemctl %s: %s' % (' '.join(arguments), exc))
+    if query:
+        return (done.stdout.strip().splitlines() or [''])[0]
+    if done.returncode:
+        raise ServiceError('systemctl %s failed (exit %d): %s' % (' '.join(arguments), done.returncode,
+                                                                  (done.stderr or done.stdout).strip()))
+    return None

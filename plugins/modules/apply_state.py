@@ -109,6 +109,16 @@ options:
     description: The directory of the agent's engine (with O(agent=true)).
     type: path
     default: /usr/local/lib/netpolicy-routing
+  agent_service:
+    description:
+      - With O(agent=true), where systemd runs the host (C(/run/systemd/system) exists), also install the
+        unit C(/etc/systemd/system/netpolicy-routing.service) that runs C(netpolicy-routing watch), enable
+        it, and start it, or restart it when the command, the engine or the unit was written. This comes
+        after the state file, so a restarted agent reads the new state.
+      - Without systemd (a container, a network namespace) nothing is done for the unit.
+      - A failure of C(systemctl) fails the task; the change itself was made by then.
+    type: bool
+    default: false
 '''
 
 EXAMPLES = r'''
@@ -130,10 +140,11 @@ EXAMPLES = r'''
         purge_priorities: 1000-1999
     confirm_timeout: 60
 
-# The agent's command and engine alone (what the role netpolicy.routing.agent does).
+# The agent's command, engine and unit alone (what the role netpolicy.routing.agent does).
 - name: Install the agent
   netpolicy.routing.apply_state:
     agent: true
+    agent_service: true
 # After ansible.builtin.meta reset_connection, so that this needs a new connection.
 - name: Confirm the change
   netpolicy.routing.apply_state:
@@ -143,7 +154,9 @@ EXAMPLES = r'''
 
 RETURN = r'''
 agent_changed:
-  description: Whether the agent's command or engine was written (or would be, in check mode).
+  description:
+    - Whether the agent's command or engine was written (or would be, in check mode).
+    - With O(agent_service=true), also whether its unit was written, enabled, started or restarted.
   returned: when O(agent=true)
   type: bool
   sample: false

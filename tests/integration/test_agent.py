@@ -206,11 +206,9 @@ def test_unit_file_verifies(tmp_path):
     command = tmp_path / 'netpolicy-routing'
     command.write_text('#!/bin/sh\n')
     command.chmod(0o755)
-    with open(os.path.join(REPO, 'roles', 'agent', 'templates', 'netpolicy-routing.service.j2')) as handle:
-        text = handle.read()
+    from ansible_collections.netpolicy.routing.plugins.module_utils._install import unit_text
     unit = tmp_path / 'netpolicy-routing.service'
-    unit.write_text(text.replace('{{ ansible_managed }}', 'test').replace('{{ agent_command }}', str(command)))
-    assert '{{' not in unit.read_text()
+    unit.write_text(unit_text(str(command)))
     verified = subprocess.run(['systemd-analyze', 'verify', str(unit)], capture_output=True, text=True, check=False)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert 'ExecStart=%s watch' % command in unit.read_text()

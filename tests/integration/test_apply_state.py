@@ -233,6 +233,119 @@ def test_the_agent_is_installed_with_the_change(router):
     assert alone['changed'] and alone['commands'] == ['chmod 755 %s' % command]
 
 
+# systemd does not run on the test machine: a stand-in for systemctl that logs its
+# arguments and keeps the unit's state in files next to the log.
+FAKE_SYSTEMCTL = r"""#!/bin/sh
+dir=$(dirname "$0")
+echo "$*" >> "$dir/calls"
+case "$1" in
+  is-enabled) cat "$dir/enabled" 2>/dev/null || echo disabled ;;
+  is-active) cat "$dir/active" 2>/dev/null || echo inactive ;;
+  enable) echo enabled > "$dir/enabled" ;;
+  start|restart)
+    if [ -e "$dir/refuse" ]; then echo "Job for $2 failed." >&2; exit 1; fi
+    echo active > "$dir/active" ;;
+esac
+"""
+
+# The module as on a host that systemd runs: in a mount namespace of its own,
+# /run/systemd (with system/) and /etc/systemd/system are directories of the test.
+WITH_SYSTEMD = """#!/bin/sh
+exec unshare --mount --propagation private sh -c \
+  'mount --bind "$0/run" /run/systemd && mount --bind "$0/etc" /etc/systemd/system && exec "$@"' %s %s "$@"
+"""
+
+
+class FakeSystemd:
+    def __init__(self, top):
+        self.top = top
+        for directory in ('bin', 'run/system', 'etc'):
+            os.makedirs(os.path.join(top, directory))
+        self.python = self._script('python', WITH_SYSTEMD % (top, module_python()))
+        self._script('bin/systemctl', FAKE_SYSTEMCTL)
+        self.env = dict(os.environ, PATH=os.path.join(top, 'bin') + ':' + os.environ['PATH'])
+
+    def _script(self, name, text):
+        path = os.path.join(self.top, name)
+        with open(path, 'w') as handle:
+            handle.write(text)
+        os.chmod(path, 0o755)
+        return path
+
+    def calls(self):
+        """The systemctl calls since the last look."""
+        path = os.path.join(self.top, 'bin', 'calls')
+        if not os.path.exists(path):
+            return []
+        with open(path) as handle:
+            found = handle.read().splitlines()
+        os.unlink(path)
+        return found
+
+    def put(self, name, text):
+        with open(os.path.join(self.top, 'bin', name), 'w') as handle:
+            handle.write(text + '\n')
+
+
+def test_the_unit_is_installed_where_systemd_runs(router):
+    systemd = FakeSystemd(os.path.join(router.files, 'systemd'))
+    command, library = os.path.join(router.files, 'bin', 'netpolicy-routing'), os.path.join(router.files, 'lib')
+    agent = dict(agent=True, agent_command=command, agent_library=library, agent_service=True)
+    unit = 'netpolicy-routing.service'
+
+    def run(check=False, **more):
+        return run_module(MODULE, args(router, state_of(router), **dict(agent, **more)), check=check,
+                          python=systemd.python, env=systemd.env)
+
+    predicted = run(check=True)
+    assert predicted['commands'][-4:] == ['write /etc/systemd/system/' + unit, 'systemctl daemon-reload',
+                                          'systemctl enable ' + unit, 'systemctl restart ' + unit], predicted
+    assert systemd.calls() == ['is-enabled ' + unit]   # check mode only asks
+    done = run()
+    assert done['agent_changed'] and done['commands'] == predicted['commands'][:1] + done['commands'][1:]
+    assert done['commands'][-5:] == ['write %s/source_routing.json' % router.files] + predicted['commands'][-4:]
+    assert systemd.calls() == ['daemon-reload', 'is-enabled ' + unit, 'enable ' + unit, 'restart ' + unit]
+    with open(os.path.join(systemd.top, 'etc', unit)) as handle:
+        text = handle.read()
+    assert 'ExecStart=%s watch' % command in text and text.startswith('# Written by netpolicy.routing')
+
+    again = run()
+    assert not again['changed'] and not again['agent_changed'], again
+    assert systemd.calls() == ['is-enabled ' + unit, 'is-active ' + unit]
+    # Stopped by hand: started again, not restarted.
+    systemd.put('active', 'failed')
+    assert run()['commands'] == ['systemctl start ' + unit]
+    # A new engine: the agent restarts to run it.
+    os.unlink(os.path.join(library, 'engine.zip'))
+    assert run()['commands'] == ['write %s/engine.zip' % library, 'systemctl restart ' + unit]
+    # systemctl refuses: the task fails and says so; the change itself stays.
+    os.unlink(os.path.join(library, 'engine.zip'))
+    systemd.put('refuse', '')
+    refused = run()
+    assert refused['failed'] and refused['msg'] == (
+        "the agent's unit: systemctl restart %s failed (exit 1): Job for %s failed. "
+        "(the change itself was applied)" % (unit, unit)), refused
+    assert os.path.exists(os.path.join(library, 'engine.zip'))
+    os.unlink(os.path.join(systemd.top, 'bin', 'refuse'))
+    # The agent alone, as the role netpolicy.routing.agent installs it.
+    os.unlink(os.path.join(library, 'engine.zip'))
+    systemd.calls()
+    alone = run_module(MODULE, dict(agent, netns=router.name), python=systemd.python, env=systemd.env)
+    assert alone['changed'] and alone['commands'] == ['write %s/engine.zip' % library, 'systemctl restart ' + unit]
+    assert systemd.calls() == ['is-enabled ' + unit, 'restart ' + unit]
+    # Without agent_service, systemd is left alone.
+    assert not run(agent_service=False)['changed'] and systemd.calls() == []
+
+
+def test_no_unit_without_systemd(router):
+    """The test machine, like a container or a namespace of a lab, has no /run/systemd/system."""
+    assert not os.path.isdir('/run/systemd/system')
+    command, library = os.path.join(router.files, 'bin', 'netpolicy-routing'), os.path.join(router.files, 'lib')
+    done = run_module(MODULE, args(router, state_of(router), agent=True, agent_command=command, agent_library=library,
+                                   agent_service=True))
+    assert done['changed'] and not [line for line in done['commands'] if 'systemctl' in line or '/etc/systemd' in line]
+
+
 def test_dependencies_are_reported_and_checked(router):
     report = run_module(MODULE, dict(dependencies='report'))
     assert report['lacking'] == [] and report['package_manager'] == 'apt' and not report['changed']
