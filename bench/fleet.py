@@ -44,8 +44,10 @@ sys.path.insert(0, REPO)
 from tests.lab.lab import Lab  # noqa: E402
 from tests.lab.topologies import fleet as fleet_topology  # noqa: E402
 
-# The variables of the tested playbooks (playbooks/seed00*.yml): the lab has the
-# packages, and no systemd runs in its namespaces.
+# The variables of the tested playbooks (playbooks/seed00*.yml), with the roles'
+# defaults for the rest: `<role>_install_dependencies` and `<role>_service` true, as a
+# user runs them (the lab has the packages, and no systemd runs in its namespaces:
+# the apply task only looks).
 ROLE_VARS = {
     'split_access_lan_interfaces': ['lan0'],
     'split_access_uplinks': [
@@ -54,19 +56,13 @@ ROLE_VARS = {
     ],
     'split_access_balance': 'per_connection',
     'split_access_port_forwards': [{'proto': 'tcp', 'port': 5001, 'to': '192.168.1.50'}],
-    'split_access_install_dependencies': False,
-    'split_access_service': False,
     'source_routing_policies': [
         {'name': 'macbook', 'from': ['192.168.1.10'], 'interface': 'wan2', 'gateway': '192.0.2.1', 'snat': '192.0.2.2'},
     ],
-    'source_routing_install_dependencies': False,
-    'source_routing_service': False,
     'reply_via_same_router_routers': [
         {'name': 'router2', 'mac': '52:54:00:00:02:01', 'interface': 'lan0', 'gateway': '192.168.1.2',
          'exclude_sources': ['192.168.1.0/24'], 'services': [{'proto': 'tcp', 'port': 80}, {'proto': 'tcp', 'port': 5001}]},
     ],
-    'reply_via_same_router_install_dependencies': False,
-    'reply_via_same_router_service': False,
 }
 
 ROLES = ['netpolicy.routing.split_access', 'netpolicy.routing.source_routing',

@@ -53,7 +53,7 @@ APPLY_STATE_SPEC = dict(
     confirm_timeout=dict(type='int', default=0),
     confirm=dict(type='bool', default=False),
     checks=dict(type='list', elements='dict', default=[]),
-    dependencies=dict(type='str', choices=['check', 'report']),
+    dependencies=dict(type='str', choices=['install', 'check', 'report']),
     dependencies_variable=dict(type='str', default='agent_install_dependencies'),
     agent=dict(type='bool', default=False),
     agent_command=dict(type='path', default='/usr/local/bin/netpolicy-routing'),
@@ -338,14 +338,25 @@ def confirm(role, pending, check_mode):
 
 # ---------------------------------------------------------------- the change
 
-def change(params, check_mode, diff):
+def change(params, check_mode, diff, installed=()):
+    """The whole of module apply_state; ``installed``: the commands that installed its packages first."""
+    result = _change(params, check_mode, diff)
+    if installed:
+        result.update(changed=True, commands=list(installed) + result['commands'])
+    return result
+
+
+def _change(params, check_mode, diff):
     role = params.get('role')
     netns = params.get('netns')
     _netlink.enter_netns(netns)
     agent = (params['agent_command'], params['agent_library']) if params.get('agent') else None
     if role is None:
         if agent is None:
-            raise InputError('role', 'required unless the module only installs the agent (agent: true)')
+            if params.get('dependencies'):
+                return {'changed': False, 'commands': []}
+            raise InputError('role', 'required unless the module only installs the agent (agent: true) '
+                                     'or its dependencies')
         commands = _install.install(agent[0], agent[1], check_mode)
         if params.get('agent_service'):
             commands += install_service(agent[0], bool(commands), check_mode)

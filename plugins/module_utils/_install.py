@@ -58,6 +58,21 @@ sys.exit(main())
 '''
 
 
+# How each package manager installs, unattended.
+INSTALL_COMMANDS = {
+    'apt': ['apt-get', '-o', 'DPkg::Lock::Timeout=120', 'install', '-y', '--no-install-recommends'],
+    'dnf': ['dnf', 'install', '-y'],
+}
+
+
+class MissingPackages(Exception):
+    """The router lacks packages and they are not (or could not be) installed."""
+
+    def __init__(self, message, manager, packages):
+        self.manager, self.packages = manager, packages
+        super(MissingPackages, self).__init__(message)
+
+
 def lacking():
     """(package manager or None, [the packages of what the router lacks])."""
     manager = 'apt' if shutil.which('apt-get') else 'dnf' if shutil.which('dnf') else None
@@ -65,6 +80,41 @@ def lacking():
                'pyroute2': _netlink.HAS_PYROUTE2}
     names = PACKAGES.get(manager, PACKAGES['apt'])
     return manager, [names[need] for need in ('nftables', 'conntrack', 'pyroute2') if not present[need]]
+
+
+def ensure(install, variable, check_mode):
+    """Install what the router lacks (``install``) or check that it lacks nothing; the commands run.
+
+    Raises MissingPackages when something is still lacking: not to be installed
+    (the message names ``variable``), no package manager, check mode, or the
+    package manager failed.
+    """
+    manager, packages = lacking()
+    if not packages:
+        return []
+    if not install or manager is None:
+        raise MissingPackages(lacking_message(manager, packages, variable), manager, packages)
+    argv = INSTALL_COMMANDS[manager] + packages
+    if check_mode:
+        raise MissingPackages('the router lacks: %s; a run not in check mode installs %s (%s)'
+                              % (', '.join(packages), 'them' if len(packages) > 1 else 'it', ' '.join(argv)),
+                              manager, packages)
+    try:
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                              env=dict(os.environ, DEBIAN_FRONTEND='noninteractive'), check=False, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise MissingPackages('%s: %s' % (' '.join(argv), exc), manager, packages)
+    if done.returncode:
+        said = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        raise MissingPackages('%s failed (exit %d): %s' % (' '.join(argv), done.returncode, ' '.join(said)),
+                              manager, packages)
+    # What the package put on disk: a Python module is found from now on.
+    importlib.invalidate_caches()
+    _netlink.HAS_PYROUTE2 = importlib.util.find_spec('pyroute2') is not None
+    manager, still = lacking()
+    if still:
+        raise MissingPackages('the router still lacks %s after %s' % (', '.join(still), ' '.join(argv)), manager, still)
+    return [' '.join(argv)]
 
 
 def lacking_message(manager, packages, variable):

@@ -41,7 +41,7 @@ options:
   role:
     description:
       - The role whose state this is; names the state file and the rollback.
-      - Required unless the module only installs the agent (O(agent=true) and nothing else).
+      - Required unless the module only installs the agent (O(agent=true)) or its dependencies (O(dependencies)).
     type: str
     choices: [reply_via_same_router, source_routing, split_access]
   state:
@@ -83,12 +83,17 @@ options:
     default: []
   dependencies:
     description:
-      - V(check) fails, before anything else, when the router lacks C(nft), C(conntrack) or the
-        Python module pyroute2, naming their packages and O(dependencies_variable).
+      - What the modules and the agent need on the router (C(nft), C(conntrack), the Python module
+        pyroute2), looked for before anything else.
+      - V(install) installs what is lacking with the router's package manager (C(apt-get) or C(dnf),
+        unattended), then goes on; its command is the first of RV(commands). In check mode, a router
+        that lacks something fails, saying what a real run would install.
+      - V(check) fails when something is lacking, naming the packages and O(dependencies_variable).
       - V(report) only returns what is lacking (RV(lacking), RV(package_manager)) and does nothing
-        else; O(role) is not needed then.
+        else.
+      - O(role) is not needed with this option alone.
     type: str
-    choices: [check, report]
+    choices: [install, check, report]
   dependencies_variable:
     description: The variable that lets the role install what is missing, for the message of O(dependencies=check).
     type: str
@@ -162,13 +167,13 @@ agent_changed:
   sample: false
 lacking:
   description: The packages of what the router lacks (C(nft), C(conntrack), pyroute2), by its package manager's names.
-  returned: when O(dependencies) is set
+  returned: with O(dependencies=report), or when the module fails for what is lacking
   type: list
   elements: str
   sample: [python3-pyroute2]
 package_manager:
   description: The router's package manager (V(apt) or V(dnf)), or null when it has neither.
-  returned: when O(dependencies) is set
+  returned: with O(dependencies=report), or when the module fails for what is lacking
   type: str
   sample: apt
 commands:
@@ -192,25 +197,30 @@ rollback:
       sample: 30
 '''
 
+from functools import partial
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.netpolicy.routing.plugins.module_utils._module import require_pyroute2, run
 from ansible_collections.netpolicy.routing.plugins.module_utils._apply import APPLY_STATE_SPEC, change
-from ansible_collections.netpolicy.routing.plugins.module_utils._install import lacking, lacking_message
+from ansible_collections.netpolicy.routing.plugins.module_utils._install import MissingPackages, ensure, lacking
 
 
 def main():
     module = AnsibleModule(argument_spec=APPLY_STATE_SPEC, supports_check_mode=True)
-    # Before pyroute2 is required: a router without it is told so in the role's words.
-    if module.params['dependencies']:
+    dependencies = module.params['dependencies']
+    if dependencies == 'report':
         manager, packages = lacking()
-        if module.params['dependencies'] == 'report':
-            module.exit_json(changed=False, commands=[], package_manager=manager, lacking=packages)
-        if packages:
-            module.fail_json(msg=lacking_message(manager, packages, module.params['dependencies_variable']),
-                             package_manager=manager, lacking=packages)
+        module.exit_json(changed=False, commands=[], package_manager=manager, lacking=packages)
+    installed = []
+    # Before pyroute2 is required: a router without it is told so in the role's words.
+    if dependencies:
+        try:
+            installed = ensure(dependencies == 'install', module.params['dependencies_variable'], module.check_mode)
+        except MissingPackages as exc:
+            module.fail_json(msg=str(exc), package_manager=exc.manager, lacking=exc.packages)
     require_pyroute2(module)
-    run(module, change)
+    run(module, partial(change, installed=installed))
 
 
 if __name__ == '__main__':

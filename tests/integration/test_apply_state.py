@@ -5,6 +5,7 @@ the state directory and sysctl file under the test's tmp dir).
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -236,7 +237,7 @@ def test_the_agent_is_installed_with_the_change(router):
 # systemd does not run on the test machine: a stand-in for systemctl that logs its
 # arguments and keeps the unit's state in files next to the log.
 FAKE_SYSTEMCTL = r"""#!/bin/sh
-dir=$(dirname "$0")
+dir=${0%/*}
 echo "$*" >> "$dir/calls"
 case "$1" in
   is-enabled) cat "$dir/enabled" 2>/dev/null || echo disabled ;;
@@ -355,3 +356,52 @@ def test_dependencies_are_reported_and_checked(router):
     assert failed['failed'] and failed['msg'] == (
         'the router lacks: nftables, conntrack; install them, or set source_routing_install_dependencies: true '
         '(no apt or dnf here: install them by hand)')
+
+
+# A stand-in for apt-get on a PATH of its own: "installing" nftables or conntrack links
+# the real command next to it (the test never installs packages on the host).
+FAKE_APT_GET = """#!/bin/sh
+dir=${0%%/*}
+echo "$*" >> "$dir/calls"
+[ -e "$dir/refuse" ] && { echo "E: Unable to locate package conntrack" >&2; exit 100; }
+for package in "$@"; do
+  case "$package" in
+    nftables) /bin/ln -sf %s "$dir/nft" ;;
+    conntrack) /bin/ln -sf %s "$dir/conntrack" ;;
+  esac
+done
+"""
+
+
+def test_dependencies_are_installed_with_the_change(router, tmp_path_factory):
+    bin_dir = tmp_path_factory.mktemp('bin')   # not in the router's files, which kernel() compares
+    apt_get = bin_dir / 'apt-get'
+    apt_get.write_text(FAKE_APT_GET % (shutil.which('nft'), shutil.which('conntrack')))
+    apt_get.chmod(0o755)
+    lacking = dict(os.environ, PATH=str(bin_dir))    # apt-get, and no nft or conntrack yet
+    install = args(router, state_of(router), dependencies='install')
+    before = kernel(router)
+    # Check mode cannot look at nftables without nft: it says what a real run installs.
+    predicted = run_module(MODULE, install, check=True, env=lacking)
+    command = 'apt-get -o DPkg::Lock::Timeout=120 install -y --no-install-recommends nftables conntrack'
+    assert predicted['failed'] and predicted['msg'] == (
+        'the router lacks: nftables, conntrack; a run not in check mode installs them (%s)' % command)
+    assert predicted['lacking'] == ['nftables', 'conntrack'] and not (bin_dir / 'calls').exists()
+    # The package manager fails: nothing else happens, and the message says why.
+    (bin_dir / 'refuse').write_text('')
+    refused = run_module(MODULE, install, env=lacking)
+    assert refused['failed'] and refused['msg'] == (
+        '%s failed (exit 100): E: Unable to locate package conntrack' % command)
+    assert kernel(router) == before
+    (bin_dir / 'refuse').unlink()
+    done = run_module(MODULE, install, env=lacking)
+    assert done['changed'] and not done.get('failed') and done['commands'][0] == command, done
+    assert (bin_dir / 'calls').read_text().splitlines() == [command[len('apt-get '):]] * 2
+    assert kernel(router) != before
+    again = run_module(MODULE, install, env=lacking)
+    assert not again['changed'] and len((bin_dir / 'calls').read_text().splitlines()) == 2
+    # Alone, as the role netpolicy.routing.agent's dependencies task runs it.
+    (bin_dir / 'nft').unlink()
+    alone = run_module(MODULE, dict(dependencies='install'), env=lacking)
+    assert alone['changed'] and alone['commands'] == [
+        'apt-get -o DPkg::Lock::Timeout=120 install -y --no-install-recommends nftables']
