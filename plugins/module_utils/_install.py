@@ -92,8 +92,12 @@ def ensure(install, variable, check_mode):
     manager, packages = lacking()
     if not packages:
         return []
-    if not install or manager is None:
+    if not install:
         raise MissingPackages(lacking_message(manager, packages, variable), manager, packages)
+    if manager is None:
+        them = 'them' if len(packages) > 1 else 'it'
+        raise MissingPackages('the router lacks: %s, and has no apt or dnf to install %s: install %s by hand'
+                              % (', '.join(packages), them, them), manager, packages)
     argv = INSTALL_COMMANDS[manager] + packages
     if check_mode:
         raise MissingPackages('the router lacks: %s; a run not in check mode installs %s (%s)'

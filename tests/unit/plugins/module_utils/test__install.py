@@ -2,6 +2,8 @@
 import io
 import zipfile
 
+import pytest
+
 from ansible_collections.netpolicy.routing.plugins.module_utils._install import (
     command_text, engine_archive, engine_sources, lacking_message)
 
@@ -32,3 +34,19 @@ def test_what_is_lacking_is_named_with_the_variable():
         'the router lacks: python3-pyroute2; install it, or set split_access_install_dependencies: true'
     assert lacking_message(None, ['nftables', 'conntrack'], 'x') == \
         'the router lacks: nftables, conntrack; install them, or set x: true (no apt or dnf here: install them by hand)'
+
+
+def test_ensure_says_why_it_cannot_install(monkeypatch):
+    from ansible_collections.netpolicy.routing.plugins.module_utils import _install
+    monkeypatch.setattr(_install, 'lacking', lambda: (None, ['nftables']))
+    with pytest.raises(_install.MissingPackages) as caught:
+        _install.ensure(True, 'split_access_install_dependencies', False)
+    assert str(caught.value) == 'the router lacks: nftables, and has no apt or dnf to install it: install it by hand'
+    monkeypatch.setattr(_install, 'lacking', lambda: ('apt', ['nftables', 'conntrack']))
+    with pytest.raises(_install.MissingPackages) as caught:
+        _install.ensure(True, 'x', True)
+    assert str(caught.value) == ('the router lacks: nftables, conntrack; a run not in check mode installs them '
+                                 '(apt-get -o DPkg::Lock::Timeout=120 install -y --no-install-recommends nftables conntrack)')
+    assert caught.value.packages == ['nftables', 'conntrack'] and caught.value.manager == 'apt'
+    monkeypatch.setattr(_install, 'lacking', lambda: ('apt', []))
+    assert _install.ensure(True, 'x', False) == []
