@@ -18,7 +18,7 @@ and prints the median of each and the ratios module / ip -batch; then the same
 without Ansible around it (the module process with its JSON arguments, and
 `ip -batch`), wall time and CPU time.
 
-    cd /work/main && .venv/bin/python bench/routes_10k.py [--routes 10000] [--rounds 5]
+    cd /work/main && .venv/bin/python bench/routes_10k.py [--routes 10000] [--rounds 5] [--python PATH]
 
 Run as root on Linux. Not a test: numbers depend on the machine and its load.
 """
@@ -40,6 +40,10 @@ from tests.lab.names import netns_name  # noqa: E402
 TABLE = 100
 GATEWAY = '198.51.100.1'
 FORMS = ('dicts', 'strings', 'joined')
+# The interpreter of the modules, for both tasks: Debian's, as on a router (its
+# python3-pyroute2 is not needed for routes), else the venv's.
+DEBIAN_PYTHON = '/usr/bin/python3'
+VENV_PYTHON = os.path.join(REPO, '.venv', 'bin', 'python')
 # The value of `routes` in the task, per form. joined: the strings as ONE
 # comma-separated string, which Ansible splits into the list in the module
 # (as it does for any list option), so the controller handles one value.
@@ -75,7 +79,7 @@ def build_lab(netns):
     ip(netns, 'link', 'set', 'wan1p', 'up')
 
 
-def write_inputs(workdir, netns, dests, rounds):
+def write_inputs(workdir, netns, dests, rounds, python):
     routes_file = os.path.join(workdir, 'routes.json')
     with open(routes_file, 'w') as handle:
         json.dump({'bench_routes': routes_as('dicts', dests), 'bench_route_strings': routes_as('strings', dests)}, handle)
@@ -100,7 +104,7 @@ def write_inputs(workdir, netns, dests, rounds):
             tasks.append(dict(action, name='%s rerun' % label))
     playbook = [{'hosts': 'localhost', 'connection': 'local', 'gather_facts': False,
                  'vars_files': [routes_file],
-                 'vars': {'ansible_python_interpreter': os.path.join(REPO, '.venv', 'bin', 'python')},
+                 'vars': {'ansible_python_interpreter': python},
                  'tasks': tasks}]
     playbook_file = os.path.join(workdir, 'bench.yml')
     with open(playbook_file, 'w') as handle:
@@ -133,14 +137,14 @@ def run_playbook(playbook_file):
     return times
 
 
-def run_direct(netns, dests, rounds):
+def run_direct(netns, dests, rounds, python):
     """The same work without Ansible around it: the module process alone, and `ip -batch` alone."""
     with tempfile.NamedTemporaryFile('w', suffix='.batch') as batch:
         batch.write(''.join('route replace %s via %s dev wan1 table %d\n' % (dest, GATEWAY, TABLE) for dest in dests))
         batch.flush()
         runs = [('route_table %s' % form,
                  lambda args={'netns': netns, 'table': str(TABLE), 'routes': routes_as(form, dests)}:
-                 run_module('route_table', args))
+                 run_module('route_table', args, python=python))
                 for form in FORMS]
         runs.append(('ip -batch', lambda: subprocess.run(['ip', '-n', netns, '-batch', batch.name], check=True)))
         times, cpu = {}, {}
@@ -180,15 +184,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--routes', type=int, default=10000)
     parser.add_argument('--rounds', type=int, default=5)
+    parser.add_argument('--python', default=DEBIAN_PYTHON if os.path.exists(DEBIAN_PYTHON) else VENV_PYTHON,
+                        help="the modules' interpreter, for both tasks (default: Debian's, as on a router)")
     args = parser.parse_args()
+    print('modules run with %s' % args.python)
 
     netns = netns_name('bench')
     dests = route_dests(args.routes)
     build_lab(netns)
     try:
         with tempfile.TemporaryDirectory(prefix='npr-bench-') as workdir:
-            times = run_playbook(write_inputs(workdir, netns, dests, args.rounds))
-        direct = run_direct(netns, dests, args.rounds)
+            times = run_playbook(write_inputs(workdir, netns, dests, args.rounds, args.python))
+        direct = run_direct(netns, dests, args.rounds, args.python)
     finally:
         subprocess.run(['ip', 'netns', 'del', netns], check=False)
 

@@ -174,6 +174,7 @@ _FIB_RULE_HDR = struct.Struct('=BBBBBBBBI')
 _RANGE_U16 = struct.Struct('=HH')
 _RANGE_U32 = struct.Struct('=II')
 _U32 = struct.Struct('=I')
+_U32_ATTR = struct.Struct('=HHI')   # a whole 32-bit attribute: length 8, type, value
 _ERROR = struct.Struct('=i')
 # Bytes of requests per send: well within the default socket send buffer (208 KiB).
 _BATCH_BYTES = 64 * 1024
@@ -464,22 +465,28 @@ def _decode_route(family, data, offset, end):
     route = {'family': family, 'dst_len': dst_len, 'src_len': src_len, 'tos': tos, 'table': table,
              'proto': proto, 'scope': scope, 'type': rtype, 'flags': flags,
              'dst': None, 'gateway': None, 'oif': None, 'priority': 0, 'prefsrc': None, 'multipath': None}
-    for kind, payload in _attrs(data, offset + _RTMSG.size, end):
-        if kind == RTA_DST:
-            route['dst'] = socket.inet_ntop(family, payload)
-        elif kind == RTA_GATEWAY:
-            route['gateway'] = socket.inet_ntop(family, payload)
-        elif kind == RTA_OIF:
-            route['oif'] = _U32.unpack(payload[:4])[0]
-        elif kind == RTA_PRIORITY:
-            route['priority'] = _U32.unpack(payload[:4])[0]
-        elif kind == RTA_PREFSRC:
-            route['prefsrc'] = socket.inet_ntop(family, payload)
-        elif kind == RTA_TABLE:
-            route['table'] = _U32.unpack(payload[:4])[0]
-        elif kind == RTA_MULTIPATH:
-            route['multipath'] = _decode_nexthops(family, payload)
+    # The attribute walk of _attrs written out: a dump of 10,000 routes runs it 50,000 times.
+    position = offset + _RTMSG.size
+    while position + 4 <= end:
+        length, kind = _RTATTR.unpack_from(data, position)
+        if length < 4:
+            break
+        name = _ROUTE_ADDRESSES.get(kind & 0x3fff)
+        if name is not None:
+            route[name] = socket.inet_ntop(family, data[position + 4:position + length])
+        else:
+            name = _ROUTE_NUMBERS.get(kind & 0x3fff)
+            if name is not None:
+                route[name] = _U32.unpack_from(data, position + 4)[0]
+            elif kind & 0x3fff == RTA_MULTIPATH:
+                route['multipath'] = _decode_nexthops(family, data[position + 4:position + length])
+        position += (length + 3) & ~3
     return route
+
+
+# The attributes of a route that _decode_route reads, by the key it gives them.
+_ROUTE_ADDRESSES = {RTA_DST: 'dst', RTA_GATEWAY: 'gateway', RTA_PREFSRC: 'prefsrc'}
+_ROUTE_NUMBERS = {RTA_OIF: 'oif', RTA_PRIORITY: 'priority', RTA_TABLE: 'table'}
 
 
 def _decode_nexthops(family, data):
@@ -504,15 +511,15 @@ def _encode_route(route):
     table = route['table']
     body = [_RTMSG.pack(family, route['dst_len'], 0, route.get('tos', 0), table if table < 256 else 0,
                         route['proto'], route['scope'], route['type'], route['flags'])]
-    body.append(_attr(RTA_TABLE, _U32.pack(table)))
+    body.append(_U32_ATTR.pack(8, RTA_TABLE, table))
     if route.get('dst'):
         body.append(_attr(RTA_DST, socket.inet_pton(family, route['dst'])))
     if route.get('priority') is not None:
-        body.append(_attr(RTA_PRIORITY, _U32.pack(route['priority'])))
+        body.append(_U32_ATTR.pack(8, RTA_PRIORITY, route['priority']))
     if route.get('gateway'):
         body.append(_attr(RTA_GATEWAY, socket.inet_pton(family, route['gateway'])))
     if route.get('oif'):
-        body.append(_attr(RTA_OIF, _U32.pack(route['oif'])))
+        body.append(_U32_ATTR.pack(8, RTA_OIF, route['oif']))
     if route.get('prefsrc'):
         body.append(_attr(RTA_PREFSRC, socket.inet_pton(family, route['prefsrc'])))
     if route.get('multipath'):

@@ -28,6 +28,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ipaddress
+import operator
 import socket
 import struct
 
@@ -387,8 +388,8 @@ def normalize_route(spec, field, table, interfaces, family=None, addresses=None,
     return route
 
 
-def key(route):
-    return (route['family'], route['table'], route['dest'], route['tos'], route['metric'])
+# The identity of a route as the kernel knows it (one of each per table).
+key = operator.itemgetter('family', 'table', 'dest', 'tos', 'metric')
 
 
 def normalize_routes(specs, field, table, interfaces, family=None, addresses=None, absent=False, known=None):
@@ -403,18 +404,19 @@ def normalize_routes(specs, field, table, interfaces, family=None, addresses=Non
     # gateways, each shape is checked once and the others are copies with their dest.
     shapes = {}
     for index, element in enumerate(specs or []):
-        route_field = '%s[%d]' % (field, index)
         route = known(element) if known is not None and isinstance(element, str) else None
         if route is None:
-            route = _normalize_element(element, route_field, table, interfaces, family, addresses, absent, shapes)
+            route = _normalize_element(element, '%s[%d]' % (field, index), table, interfaces, family, addresses,
+                                       absent, shapes)
         route_key = key(route)
-        if route_key in routes:
-            if routes[route_key] != route:
-                raise InputError(route_field, 'conflicts with %s: same dest %s and metric %d, other attributes'
-                                 % (where[route_key], route['dest'], route['metric']))
+        have = routes.get(route_key)
+        if have is not None:
+            if have != route:
+                raise InputError('%s[%d]' % (field, index), 'conflicts with %s[%d]: same dest %s and metric %d, '
+                                 'other attributes' % (field, where[route_key], route['dest'], route['metric']))
             continue
         routes[route_key] = route
-        where[route_key] = route_field
+        where[route_key] = index
     return routes
 
 
@@ -625,7 +627,8 @@ class RouteKind(Kind):
 
 # Every attribute of a route but its dest and table: routes of a table alike in all of
 # these differ only in the dest word of their text.
-_KIND_FIELDS = ('family', 'tos', 'metric', 'type', 'gateway', 'dev', 'src', 'scope', 'proto', 'onlink', 'nexthops')
+_kind_of = operator.itemgetter('family', 'tos', 'metric', 'type', 'gateway', 'dev', 'src', 'scope', 'proto', 'onlink',
+                               'nexthops')
 
 
 class KnownRoutes:
@@ -661,7 +664,7 @@ class KnownRoutes:
         texts, verified = {}, {}
         for route in self.read(family, self.table):
             text = spec_text(route, None)
-            kind = (route['dest'] == 'default',) + tuple(route[name] for name in _KIND_FIELDS)
+            kind = (route['dest'] == 'default', _kind_of(route))
             good = verified.get(kind)
             if good is None:
                 good = verified[kind] = self._normalizes_to(text, route)
