@@ -2,11 +2,11 @@
 # Copyright: netpolicy.routing contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Private to this collection: what the router needs, and the agent's files on it.
+"""Private to this collection: what the router needs, and the agent's files and unit on it.
 
 What the modules and the agent need (nft, conntrack, pyroute2) is found by what
 is there, a command or a Python module, so it holds on any distribution, and
-named by the package manager's package.
+named and installed by the package manager's package.
 
 The engine is this collection's module_utils as the running module has them:
 Ansible sends a module the module_utils it imports, and apply_state imports
@@ -95,13 +95,12 @@ def ensure(install, variable, check_mode):
     if not install:
         raise MissingPackages(lacking_message(manager, packages, variable), manager, packages)
     if manager is None:
-        them = 'them' if len(packages) > 1 else 'it'
         raise MissingPackages('the router lacks: %s, and has no apt or dnf to install %s: install %s by hand'
-                              % (', '.join(packages), them, them), manager, packages)
+                              % (', '.join(packages), _them(packages), _them(packages)), manager, packages)
     argv = INSTALL_COMMANDS[manager] + packages
     if check_mode:
         raise MissingPackages('the router lacks: %s; a run not in check mode installs %s (%s)'
-                              % (', '.join(packages), 'them' if len(packages) > 1 else 'it', ' '.join(argv)),
+                              % (', '.join(packages), _them(packages), ' '.join(argv)),
                               manager, packages)
     try:
         done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
@@ -121,10 +120,14 @@ def ensure(install, variable, check_mode):
     return [' '.join(argv)]
 
 
+def _them(packages):
+    return 'them' if len(packages) > 1 else 'it'
+
+
 def lacking_message(manager, packages, variable):
     """What a role says when the router lacks ``packages`` and may not install them."""
     return 'the router lacks: %s; install %s, or set %s: true%s' % (
-        ', '.join(packages), 'them' if len(packages) > 1 else 'it', variable,
+        ', '.join(packages), _them(packages), variable,
         '' if manager else ' (no apt or dnf here: install them by hand)')
 
 
