@@ -278,6 +278,15 @@ EXAMPLES = r'''
       - default nexthop via 198.51.100.1 dev wan1 weight 2 nexthop via 203.0.113.1 dev wan2
       - {dest: "2001:db8:10::/48", gateway: "2001:db8:1::1", dev: wan1}
 
+- name: Thousands of routes from a file on the controller, one per line in the words of ip route
+  netpolicy.routing.route_table:
+    table: isp1
+    purge: true
+    # Joined with commas into one string, which Ansible splits into the list in the module:
+    # the controller then handles one value, not thousands (the fastest form, see the
+    # collection's docs/performance.md). A rerun that changes nothing reads the table once.
+    routes: "{{ lookup('ansible.builtin.file', 'isp1-routes.txt').splitlines() | join(',') }}"
+
 - name: Remove every route of table 7375 but the connected ones
   netpolicy.routing.route_table:
     table: 7375
