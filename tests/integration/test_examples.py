@@ -3,6 +3,7 @@ has the interfaces and table names the examples use: the documentation is true."
 import os
 import re
 
+import jinja2
 import pytest
 import yaml
 
@@ -17,6 +18,21 @@ RT_TABLES = '255\tlocal\n254\tmain\n253\tdefault\n0\tunspec\n7375\tsunusroute\n1
 
 
 MODULE_NAMES = sorted(name[:-3] for name in os.listdir(MODULES) if name.endswith('.py'))
+# The files that examples read with lookup('ansible.builtin.file', NAME).
+EXAMPLE_FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'files', 'examples')
+
+
+def rendered(value):
+    """An option's value as Ansible would template it: Jinja, with the file lookup of the examples."""
+    if not isinstance(value, str) or '{{' not in value:
+        return value
+
+    def lookup(kind, name):
+        assert kind == 'ansible.builtin.file', kind
+        with open(os.path.join(EXAMPLE_FILES, name)) as handle:
+            return handle.read().rstrip('\n')
+
+    return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(value).render(lookup=lookup)
 
 
 def examples(module):
@@ -36,7 +52,7 @@ def test_examples_run_in_check_mode(netns, module):
 
     failures = []
     for task in examples(module):
-        args = dict(task['netpolicy.routing.' + module])
+        args = dict((name, rendered(value)) for name, value in task['netpolicy.routing.' + module].items())
         args['netns'] = netns.name
         result = run_module(module, args, check=True, diff=True)
         if result.get('failed') or not isinstance(result.get('commands'), list):
