@@ -423,7 +423,6 @@ def normalize_routes(specs, field, table, interfaces, family=None, addresses=Non
 def _normalize_element(element, route_field, table, interfaces, family, addresses, absent, shapes):
     """The route of one element of ``routes``; ``shapes`` remembers the route of each shape seen."""
     dest, shape = route_shape(element)
-    route = None
     if shape is not None:
         dest_family, dest = addresses.prefix(dest, route_field + '.dest')
         shape = (shape, dest_family)
