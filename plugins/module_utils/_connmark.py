@@ -252,11 +252,16 @@ def find_tool(name):
     return None
 
 
-def run_tool(argv, stdin=None):
-    """(rc, stdout, stderr) of ``argv``."""
+def run_tool(argv, stdin=None, env=None, timeout=None):
+    """(rc, stdout, stderr) of ``argv``; past ``timeout`` seconds it is killed and TimeoutExpired raised."""
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            universal_newlines=True)
-    out, err = proc.communicate(stdin)
+                            universal_newlines=True, env=env)
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
     return proc.returncode, out, err
 
 

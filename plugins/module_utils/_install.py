@@ -30,6 +30,7 @@ import sys
 import zipfile
 
 from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
+from ansible_collections.netpolicy.routing.plugins.module_utils._connmark import run_tool
 from ansible_collections.netpolicy.routing.plugins.module_utils._rt_tables import write_atomically
 
 PACKAGE = 'ansible_collections.netpolicy.routing.plugins.module_utils'
@@ -103,14 +104,12 @@ def ensure(install, variable, check_mode):
                               % (', '.join(packages), _them(packages), ' '.join(argv)),
                               manager, packages)
     try:
-        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
-                              env=dict(os.environ, DEBIAN_FRONTEND='noninteractive'), check=False, timeout=1800)
+        code, out, err = run_tool(argv, env=dict(os.environ, DEBIAN_FRONTEND='noninteractive'), timeout=1800)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise MissingPackages('%s: %s' % (' '.join(argv), exc), manager, packages)
-    if done.returncode:
-        said = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        raise MissingPackages('%s failed (exit %d): %s' % (' '.join(argv), done.returncode, ' '.join(said)),
-                              manager, packages)
+    if code:
+        said = (err or out).strip().splitlines()[-3:]
+        raise MissingPackages('%s failed (exit %d): %s' % (' '.join(argv), code, ' '.join(said)), manager, packages)
     # What the package put on disk: a Python module is found from now on.
     importlib.invalidate_caches()
     _netlink.HAS_PYROUTE2 = importlib.util.find_spec('pyroute2') is not None
@@ -261,13 +260,11 @@ def install_service(command, restart, check_mode):
 def _systemctl(arguments, query=False):
     """Run systemctl; a query gives its first line of output (a state), anything else must succeed."""
     try:
-        done = subprocess.run(['systemctl'] + arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, check=False, timeout=120)
+        code, out, err = run_tool(['systemctl'] + arguments, timeout=120)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ServiceError('systemctl %s: %s' % (' '.join(arguments), exc))
     if query:
-        return (done.stdout.strip().splitlines() or [''])[0]
-    if done.returncode:
-        raise ServiceError('systemctl %s failed (exit %d): %s' % (' '.join(arguments), done.returncode,
-                                                                  (done.stderr or done.stdout).strip()))
+        return (out.strip().splitlines() or [''])[0]
+    if code:
+        raise ServiceError('systemctl %s failed (exit %d): %s' % (' '.join(arguments), code, (err or out).strip()))
     return None

@@ -88,7 +88,7 @@ def etc_path(path, netns=None):
 
 
 def connect():
-    """A pyroute2 route socket in the current namespace (for writes of rules, the agent's reads)."""
+    """A pyroute2 route socket in the current namespace (for writes of rules: everything else uses RouteSocket)."""
     from pyroute2 import IPRoute
 
     return IPRoute()
@@ -251,7 +251,7 @@ class RouteSocket:
     def dump_routes(self, family, table):
         """The routes of ``table`` (one family) as plain dicts; [] when the table does not exist."""
         body = _RTMSG.pack(family, 0, 0, 0, table if table < 256 else 0, 0, 0, 0, 0)
-        body += _attr(RTA_TABLE, _U32.pack(table))
+        body += _U32_ATTR.pack(8, RTA_TABLE, table)
         routes = self._dump(RTM_GETROUTE, body, lambda data, offset, end: _decode_route(family, data, offset, end),
                             'routes of table %d' % table)
         # Without strict dump checking (kernel < 4.20) the filter is ours.
@@ -281,7 +281,7 @@ class RouteSocket:
         packed = socket.inet_pton(family, address)
         body = _RTMSG.pack(family, len(packed) * 8, 0, 0, 0, 0, 0, 0, 0) + _attr(RTA_DST, packed)
         if oif:
-            body += _attr(RTA_OIF, _U32.pack(oif))
+            body += _U32_ATTR.pack(8, RTA_OIF, oif)
         self.sock.send(self._message(RTM_GETROUTE, NLM_F_REQUEST, body))
         seq = self.seq
         while True:
