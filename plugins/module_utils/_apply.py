@@ -60,6 +60,8 @@ APPLY_STATE_SPEC = dict(
     agent_library=dict(type='path', default='/usr/local/lib/netpolicy-routing'),
     agent_service=dict(type='bool', default=False),
     netns=dict(type='str'),
+    # consumed on the controller by the action plugin (plugins/action/apply_state.py)
+    variables=dict(type='dict'),
 )
 
 SYSCTL_HEADER = '# Managed by netpolicy.routing.%s; the role rewrites this file.\n'

@@ -27,7 +27,8 @@ description:
     routes of the tables, the nftables tables, the role's files, the sysctls). If a step fails,
     that recorded state is put back, so the router is never left half-changed.
   - With O(confirm_timeout), a process detached from the connection puts the recorded state back
-    after that many seconds unless a later run with O(confirm=true) confirms first. Until then the
+    after that many seconds unless confirmed first (O(confirm=true), which the task itself does over
+    a new connection right after the change). Until then the
     role's files as they were are kept in C(STATE_DIR/ROLE.pending); if the router restarts first,
     the agent's C(netpolicy-routing apply) puts them back before it applies the saved states.
 notes:
@@ -37,6 +38,11 @@ author:
   - netpolicy.routing contributors (!UNKNOWN)
 extends_documentation_fragment:
   - netpolicy.routing.common
+attributes:
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
+    support: full
+    details: The action plugin turns O(variables) into O(state) and O(checks) on the controller.
 options:
   role:
     description:
@@ -47,7 +53,17 @@ options:
   state:
     description:
       - The desired state (version-1 format of the agent's state files). Required unless
-        O(confirm=true).
+        O(confirm=true) or O(variables).
+    type: dict
+  variables:
+    description:
+      - The public variables of O(role) by name (for example C(split_access_uplinks)), as the role
+        passes them. On the controller, the module's action plugin checks them and turns them into
+        O(state) and O(checks); bad variables fail the task before anything reaches the router,
+        with every problem named in one message.
+      - When the role has nothing to apply (no uplink, policy or router), O(persist) and O(agent)
+        are taken as false.
+      - Not with O(state) or O(checks).
     type: dict
   persist:
     description: Save the state in O(state_dir) for the agent C(netpolicy-routing); false removes it.
@@ -61,6 +77,10 @@ options:
     description:
       - Seconds after the change is applied at which the router puts back the state from before
         this run by itself, unless confirmed (O(confirm=true)) first. V(0) arms nothing.
+      - When a rollback was armed, the action plugin then drops the connection and confirms over a
+        new one. If the router cannot be reached again (the change cut the path to it) or the
+        change cannot be confirmed, the task fails saying so; the router puts its previous state
+        back by itself when the timeout expires.
     type: int
     default: 0
   confirm:
@@ -150,11 +170,23 @@ EXAMPLES = r'''
   netpolicy.routing.apply_state:
     agent: true
     agent_service: true
-# After ansible.builtin.meta reset_connection, so that this needs a new connection.
+# By hand: the change of an earlier run with confirm_timeout (apply_state confirms its
+# own change over a new connection; this is for a change whose confirmation failed).
 - name: Confirm the change
   netpolicy.routing.apply_state:
     role: source_routing
     confirm: true
+
+# What the role split_access does: its variables, checked and turned into state on the controller.
+- name: Apply split access over two uplinks
+  netpolicy.routing.apply_state:
+    role: split_access
+    variables:
+      split_access_lan_interfaces: [lan0]
+      split_access_uplinks:
+        - {name: isp1, interface: wan1, gateway: 198.51.100.1, address: 198.51.100.2}
+        - {name: isp2, interface: wan2, gateway: 192.0.2.1, address: 192.0.2.2}
+    persist: true
 '''
 
 RETURN = r'''
@@ -208,6 +240,9 @@ from ansible_collections.netpolicy.routing.plugins.module_utils._install import 
 
 def main():
     module = AnsibleModule(argument_spec=APPLY_STATE_SPEC, supports_check_mode=True)
+    if module.params['variables'] is not None:
+        module.fail_json(msg='variables: turned into state by the action plugin of '
+                             'netpolicy.routing.apply_state on the controller; run the module through Ansible')
     dependencies = module.params['dependencies']
     if dependencies == 'report':
         manager, packages = lacking()

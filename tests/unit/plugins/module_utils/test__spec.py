@@ -1,7 +1,7 @@
 """check_params: the agent's stand-in for AnsibleModule's argument checks.
 
-The saved states below are written by hand as the roles' templates build them
-(roles/*/vars/main.yml, roles/reply_via_same_router/templates/state.json.j2),
+The saved states below are written by hand as the roles build them
+(plugins/plugin_utils/_ROLE.py, through apply_state's action plugin),
 and every one must come out exactly as Ansible's own validator gives it: that
 keeps the agent applying what the play applied.
 """

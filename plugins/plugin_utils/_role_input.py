@@ -1,0 +1,57 @@
+# -*- coding: utf-8 -*-
+# Copyright: netpolicy.routing contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Private to this collection: what a role's variables become on the controller.
+
+Each role hands its public variables to its one ``apply_state`` task; the action
+plugin of that module turns them, here in Python, into the checks of the
+variables, the desired state and the router-side checks (``_<role>.role_input``).
+Done in Jinja, this templating was most of a fleet run's controller time.
+
+Values arrive as Ansible templated them; the role's argument spec has checked
+their types, but a role may be run without it (``include_role`` of a task file,
+a fuzzing test), so every value is coerced the way the role's Jinja did and a bad
+one becomes an error naming the field, never an exception.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import collections
+import re
+
+# errors: every problem of the variables, each naming the variable and item; state:
+# the module's `state`; checks: the module's `checks`; empty: the role has nothing
+# to apply (no uplink, policy or router), so nothing is saved for the agent.
+RoleInput = collections.namedtuple('RoleInput', 'errors state checks empty')
+
+# The header of the rule set files the roles write, as the roles' templates wrote it.
+MANAGED = 'Ansible managed'
+
+IPV4_RE = re.compile(r'((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])[.]){3}'
+                     r'(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])')
+
+
+def to_int(value, default=0):
+    """Jinja's ``int`` filter: an int, or what a string or number reads as, else ``default``."""
+    try:
+        if isinstance(value, str):
+            return int(value, 10)
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        try:
+            return int(float(value))
+        except (TypeError, ValueError, OverflowError):
+            return default
+
+
+def to_str(value):
+    """Jinja's ``string`` filter (None is 'None', as there)."""
+    return value if isinstance(value, str) else str(value)
+
+
+def or_default(value, default):
+    """Jinja's ``default(x, true)`` and ``value or x``: a false value is replaced."""
+    return value if value else default
