@@ -21,6 +21,12 @@ during a run do not show up as changes.
     cd /work/main && .venv/bin/python bench/fleet.py [--routers 40] [--forks 10] [--rounds 1] [--json FILE]
     .venv/bin/python bench/fleet.py --report FILE      # the report of a run saved with --json
     .venv/bin/python bench/fleet.py --routers 1 --count-execs   # commands run per router (-vvv)
+    .venv/bin/python bench/fleet.py --cpu    # also: CPU time of the routers' Pythons vs the controller's
+
+With --cpu the routers' Python is a wrapper script that appends the CPU time of
+each module process to a file; the rest of ansible-playbook's CPU time (its
+children included: the netns connection's `ip netns exec`) is the controller's.
+The wrapper adds a shell per module run, so times are a little higher than without.
 
 With FLEET_TIMER_PROGRESS=FILE in the environment, the callback also writes the
 tasks done so far to FILE after each task (40 routers take long: about 40 minutes
@@ -95,9 +101,45 @@ def write_playbooks(workdir):
     return paths
 
 
-def write_inventory(lab, routers, workdir):
+# The routers' Python for --cpu: bash's `times` after the module process ends
+# writes two lines, the shell's own CPU time and its children's (the module's).
+CPU_WRAPPER = '''#!/bin/bash
+%(python)s "$@"
+status=$?
+times >> %(log)s
+exit $status
+'''
+
+
+def write_cpu_wrapper(workdir):
+    """(wrapper path, log path): the interpreter that logs each module process's CPU time."""
+    log = os.path.join(workdir, 'router-cpu.log')
+    path = os.path.join(workdir, 'python-cpu')
+    with open(path, 'w') as handle:
+        handle.write(CPU_WRAPPER % {'python': '/usr/bin/python3', 'log': log})
+    os.chmod(path, 0o755)
+    return path, log
+
+
+def router_cpu(log):
+    """(seconds, module runs) in the log of the wrapper, which is then emptied."""
+    with open(log) as handle:
+        lines = [line for line in handle.read().splitlines() if line.strip()]
+    open(log, 'w').close()
+    total = 0.0
+    for line in lines[1::2]:  # the children's line of each `times`
+        for field in line.split():  # like 0m0.312s
+            minutes, seconds = field.rstrip('s').split('m')
+            total += int(minutes) * 60 + float(seconds)
+    return total, len(lines) // 2
+
+
+def write_inventory(lab, routers, workdir, python=None):
     inventory = lab.inventory(routers)
     inventory['all']['children'] = {'routers': {'hosts': dict((router, {}) for router in routers)}}
+    if python:
+        for values in inventory['all']['hosts'].values():
+            values['ansible_python_interpreter'] = python
     path = os.path.join(workdir, 'inventory.json')
     with open(path, 'w') as handle:
         json.dump(inventory, handle)
@@ -123,12 +165,17 @@ def run_playbook(inventory, playbook, forks, workdir, count_execs=False):
     })
     argv = [os.path.join(REPO, '.venv', 'bin', 'ansible-playbook'), '-i', inventory, playbook]
     started = time.monotonic()
+    before = os.times()
     proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+    after = os.times()
     seconds = time.monotonic() - started
     record = None
     for line in proc.stdout.splitlines():
         if line.startswith('FLEET_TIMES '):
             record = json.loads(line[len('FLEET_TIMES '):])
+    if record is not None:
+        record['cpu_seconds'] = (after.children_user + after.children_system
+                                 - before.children_user - before.children_system)
     if count_execs and record is not None:
         record['execs'] = sum(1 for line in proc.stdout.splitlines() if ' EXEC ' in line or ' PUT ' in line)
     if proc.returncode or record is None:
@@ -141,15 +188,20 @@ def changed(record):
     return sum(summary['changed'] for summary in record['hosts'].values())
 
 
-def one_round(routers, forks, workdir, progress=None, count_execs=False):
+def one_round(routers, forks, workdir, progress=None, count_execs=False, cpu=False):
     """Build the fleet, time baseline, converge and no-op in it, tear it down."""
     results = {'forks': forks}
+    wrapper, log = write_cpu_wrapper(workdir) if cpu else (None, None)
     with Lab(fleet_topology(routers)) as lab:
         names = ['r%02d' % number for number in range(1, routers + 1)]
-        inventory = write_inventory(lab, names, workdir)
+        inventory = write_inventory(lab, names, workdir, python=wrapper)
         playbooks = write_playbooks(workdir)
         for step, playbook in (('baseline', 'baseline'), ('converge', 'roles'), ('no-op', 'roles')):
+            if log:
+                open(log, 'w').close()
             results[step] = run_playbook(inventory, playbooks[playbook], forks, workdir, count_execs)
+            if log:
+                results[step][1]['router_cpu_seconds'], results[step][1]['module_runs'] = router_cpu(log)
             # a fleet run takes long: show each step as it ends
             print('  %s: %.2f s' % (step, results[step][0]), flush=True)
             if progress:
@@ -208,6 +260,8 @@ def main():
     parser.add_argument('--count-execs', action='store_true',
                         help='count the commands run in the routers (runs at -vvv: slower, not for timing)')
     parser.add_argument('--report', metavar='JSON', help='run nothing: print the report of a run saved with --json')
+    parser.add_argument('--cpu', action='store_true',
+                        help="also split the CPU time between the routers' module processes and the controller")
     args = parser.parse_args()
     if not 1 <= args.routers <= 99:
         raise SystemExit('--routers: 1 to 99')
@@ -226,7 +280,7 @@ def run_rounds(args):
         snapshot_collection(workdir)
         for number in range(args.rounds):
             print('round %d' % (number + 1), flush=True)
-            rounds.append(one_round(args.routers, args.forks, workdir, count_execs=args.count_execs,
+            rounds.append(one_round(args.routers, args.forks, workdir, count_execs=args.count_execs, cpu=args.cpu,
                                     progress=lambda results: save(args.json, rounds + [results])))
             save(args.json, rounds)
     return rounds
@@ -247,6 +301,14 @@ def report(rounds, top):
         print('  %-9s %7.2f s  (%6.2f s)' % (step, median(step), median(step, 1)))
     if 'execs' in rounds[0]['baseline'][1]:
         print('  baseline: %d commands run in the routers' % rounds[0]['baseline'][1]['execs'])
+    if 'router_cpu_seconds' in rounds[0]['baseline'][1]:
+        print('CPU seconds (first round): all = module processes in the routers + controller')
+        for step in steps:
+            record = rounds[0][step][1]
+            print('  %-9s %7.2f = %6.2f (%d runs, %.3f s each) + %6.2f'
+                  % (step, record['cpu_seconds'], record['router_cpu_seconds'], record['module_runs'],
+                     record['router_cpu_seconds'] / max(record['module_runs'], 1),
+                     record['cpu_seconds'] - record['router_cpu_seconds']))
     for step, target in (('converge', 6), ('no-op', 4)):
         if step not in steps:
             continue

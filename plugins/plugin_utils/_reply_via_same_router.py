@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 
 from ansible_collections.netpolicy.routing.plugins.plugin_utils._role_input import (
-    IPV4_RE, RoleInput, to_int, to_str)
+    IPV4_RE, RoleInput, is_integer, to_int, to_str)
 
 ROLE = 'reply_via_same_router'
 ROUTERS = 'reply_via_same_router_routers'
@@ -180,16 +180,11 @@ def _number_errors(at, number, field, taken, usable, what):
 
 
 def _is_mark(value):
-    return _is_integer(value) and 1 <= value <= MAX_MARK
+    return is_integer(value) and 1 <= value <= MAX_MARK
 
 
 def _is_table(value):
-    return _is_integer(value) and 1 <= value <= MAX_TABLE and value not in RESERVED_TABLES
-
-
-def _is_integer(value):
-    """Jinja's ``is integer``: an int, not a bool."""
-    return isinstance(value, int) and not isinstance(value, bool)
+    return is_integer(value) and 1 <= value <= MAX_TABLE and value not in RESERVED_TABLES
 
 
 def _is_list(value):

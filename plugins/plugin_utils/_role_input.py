@@ -47,6 +47,12 @@ def to_int(value, default=0):
             return default
 
 
+def is_integer(value):
+    """An int, not a bool (nor a float): a table or mark of True or 2.0 would reach the
+    modules as the text 'True' or '2.0'."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def to_str(value):
     """Jinja's ``string`` filter (None is 'None', as there)."""
     return value if isinstance(value, str) else str(value)

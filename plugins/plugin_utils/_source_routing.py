@@ -17,7 +17,7 @@ __metaclass__ = type
 import re
 
 from ansible_collections.netpolicy.routing.plugins.plugin_utils._role_input import (
-    MANAGED, RoleInput, or_default, to_int, to_str)
+    MANAGED, RoleInput, is_integer, or_default, to_int, to_str)
 
 ROLE = 'source_routing'
 VARIABLE = 'source_routing_policies'
@@ -82,12 +82,6 @@ def _timeout_errors(timeout):
 
 
 # ---------------------------------------------------------------- the policies
-
-def _is_number(value):
-    # An int, not a bool nor a float: a table, priority or mark of True or 2.0 would
-    # reach the modules as the table 'True' or '2.0'.
-    return isinstance(value, int) and not isinstance(value, bool)
-
 
 def _family(address):
     return 'ipv6' if ':' in address else 'ipv4'
@@ -161,7 +155,7 @@ def _policy(index, raw):
         'priority': _given(raw, 'priority', FIRST_PRIORITY + PRIORITY_STEP * index),
         'mark': mark,
         # as ip rule gives it: the mark shifted into this role's byte, with that byte as mask
-        'fwmark': '%#x/%#x' % (mark * 256 if _is_number(mark) else 0, MARK_MASK),
+        'fwmark': '%#x/%#x' % (mark * 256 if is_integer(mark) else 0, MARK_MASK),
         'families': families,
         'source_families': source_families,
     }
@@ -247,15 +241,15 @@ def _number_errors(policy, tables, marks):
     of the policies so far, as one policy's may not be another's."""
     label, table, priority, mark = policy['label'], policy['table'], policy['priority'], policy['mark']
     errors = []
-    if not _is_number(table) or not 1 <= table <= 2147483647 or table in (253, 254, 255):
+    if not is_integer(table) or not 1 <= table <= 2147483647 or table in (253, 254, 255):
         errors.append('%s.table: not a table number 1..2147483647 but not 253-255: %r' % (label, table))
     elif table in tables:
         errors.append('%s.table: %d is the table of another policy' % (label, table))
     else:
         tables.add(table)
-    if not _is_number(priority) or not 1000 <= priority <= 1999:
+    if not is_integer(priority) or not 1000 <= priority <= 1999:
         errors.append('%s.priority: not in the range of this role, 1000..1999: %r' % (label, priority))
-    if not _is_number(mark) or not 1 <= mark <= 255:
+    if not is_integer(mark) or not 1 <= mark <= 255:
         errors.append('%s.mark: not 1..255: %r' % (label, mark))
     elif mark in marks:
         errors.append('%s.mark: %d is the mark of another policy' % (label, mark))
