@@ -32,17 +32,14 @@ description:
     role's files as they were are kept in C(STATE_DIR/ROLE.pending); if the router restarts first,
     the agent's C(netpolicy-routing apply) puts them back before it applies the saved states.
 notes:
+  - The module has an action plugin, run on the controller, which turns O(variables) into O(state) and
+    O(checks), and with O(confirm_timeout) confirms the change over a new connection.
   - In check mode, a table named by this same change is shown by its number in RV(commands), as its
     name is not written yet; the changes predicted are the same.
 author:
   - netpolicy.routing contributors (!UNKNOWN)
 extends_documentation_fragment:
   - netpolicy.routing.common
-attributes:
-  action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
-    support: full
-    details: The action plugin turns O(variables) into O(state) and O(checks) on the controller.
 options:
   role:
     description:
