@@ -62,6 +62,10 @@ def role_input(variables):
     errors = input_errors(routers, forward_interfaces, confirm_timeout)
     if errors:
         return RoleInput(errors, None, None, not (_is_list(routers) and routers))
+    # Names and interfaces were checked as text: they go on as text (a name of true
+    # passes as 'True', and the agent refuses a saved state with a bool for a name).
+    routers = [dict(router, name=to_str(router['name']), interface=to_str(router['interface']))
+               for router in routers]
     return RoleInput([], desired_state(routers, forward_interfaces),
                      host_checks(routers, forward_interfaces), not routers)
 

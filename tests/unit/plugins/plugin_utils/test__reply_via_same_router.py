@@ -125,11 +125,13 @@ def test_reverse_path_filters_of_the_uplinks_matched_by_interface():
                       'net.ipv4.conf.eth0/100.rp_filter': '2'}
 
 
-def test_values_pass_through_as_given():
-    # What passed the checks as text goes to the module as given (it converts a str option).
+def test_names_and_interfaces_checked_as_text_go_on_as_text():
+    # A name of 1.5 or True passes the checks as text; the agent refuses a saved state that
+    # has a number or a bool for a name.
     desired = state([{'name': 1.5, 'interface': 5, 'gateway': 'FE80::A'}])
-    assert desired['rt_tables_entry']['entries'] == [{'name': 1.5, 'id': 301}]
-    assert desired['route_table']['tables'][0]['routes'] == [{'dest': 'default', 'gateway': 'FE80::A', 'dev': 5}]
+    assert desired['rt_tables_entry']['entries'] == [{'name': '1.5', 'id': 301}]
+    assert desired['route_table']['tables'][0]['routes'] == [{'dest': 'default', 'gateway': 'FE80::A', 'dev': '5'}]
+    assert state([{'name': True, 'interface': 'lan0'}])['rt_tables_entry']['entries'][0]['name'] == 'True'
 
 
 # ---------------------------------------------------------------- checks, empty, defaults
@@ -365,3 +367,4 @@ def test_never_raises(value):
                     [dict(ROUTER2, mark=value, table=value, exclude_sources=[value], gateway6=value)]):
         role_input(variables(routers, forward_interfaces=value, confirm_timeout=value))
         role_input(variables(routers, forward_interfaces=[value]))
+
