@@ -367,4 +367,3 @@ def test_never_raises(value):
                     [dict(ROUTER2, mark=value, table=value, exclude_sources=[value], gateway6=value)]):
         role_input(variables(routers, forward_interfaces=value, confirm_timeout=value))
         role_input(variables(routers, forward_interfaces=[value]))
-
