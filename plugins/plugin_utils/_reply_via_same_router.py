@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 
 from ansible_collections.netpolicy.routing.plugins.plugin_utils._role_input import (
-    IPV4_RE, RoleInput, is_integer, to_int, to_str)
+    IPV4_RE, RoleInput, is_integer, is_table_id, to_int, to_str)
 
 ROLE = 'reply_via_same_router'
 ROUTERS = 'reply_via_same_router_routers'
@@ -37,8 +37,6 @@ MAX_MARK = 255
 PRIORITY_BASE = 500
 PRIORITIES = '500-999'
 FIRST_TABLE = 301
-MAX_TABLE = 2147483647
-RESERVED_TABLES = (253, 254, 255)
 
 # Matched whole (fullmatch): a trailing newline is not part of a name or address.
 IPV6_RE = re.compile(r'(([0-9a-f]{1,4}:){7}[0-9a-f]{1,4}|(([0-9a-f]{1,4}:){0,6}[0-9a-f]{1,4})?::'
@@ -131,8 +129,8 @@ def _router_errors(index, router, taken):
     errors.extend(_services_errors(at, router.get('services', [])))
     errors.extend(_number_errors(at, router.get('mark'), 'mark', taken['marks'], _is_mark,
                                  'not a number 1..%d' % MAX_MARK))
-    errors.extend(_number_errors(at, router.get('table'), 'table', taken['tables'], _is_table,
-                                 'not a table number 1..%d (not 253-255)' % MAX_TABLE))
+    errors.extend(_number_errors(at, router.get('table'), 'table', taken['tables'], is_table_id,
+                                 'not a table number 1..2147483647 (not 253-255)'))
     return errors
 
 
@@ -185,10 +183,6 @@ def _number_errors(at, number, field, taken, usable, what):
 
 def _is_mark(value):
     return is_integer(value) and 1 <= value <= MAX_MARK
-
-
-def _is_table(value):
-    return is_integer(value) and 1 <= value <= MAX_TABLE and value not in RESERVED_TABLES
 
 
 def _is_list(value):

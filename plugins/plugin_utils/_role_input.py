@@ -22,6 +22,8 @@ __metaclass__ = type
 import collections
 import re
 
+from ansible_collections.netpolicy.routing.plugins.module_utils._rt_tables import MAX_NAMED_TABLE_ID, RESERVED_IDS
+
 # errors: every problem of the variables, each naming the variable and item; state:
 # the module's `state`; checks: the module's `checks`; empty: the role has nothing
 # to apply (no uplink, policy or router), so nothing is saved for the agent.
@@ -30,8 +32,9 @@ RoleInput = collections.namedtuple('RoleInput', 'errors state checks empty')
 # The header of the rule set files the roles write, as the roles' templates wrote it.
 MANAGED = 'Ansible managed'
 
-IPV4_RE = re.compile(r'((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])[.]){3}'
-                     r'(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])')
+# A dotted-quad IPv4 address (matched whole: fullmatch), also part of longer patterns.
+IPV4 = r'((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])[.]){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])'
+IPV4_RE = re.compile(IPV4)
 
 
 def to_int(value, default=0):
@@ -51,6 +54,12 @@ def is_integer(value):
     """An int, not a bool (nor a float): a table or mark of True or 2.0 would reach the
     modules as the text 'True' or '2.0'."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_table_id(value):
+    """A table number a role may give a name: 1..2^31-1 (iproute2 reads a larger one as
+    negative), not the kernel's default, main or local (253-255)."""
+    return is_integer(value) and 1 <= value <= MAX_NAMED_TABLE_ID and value not in RESERVED_IDS
 
 
 def to_str(value):

@@ -17,7 +17,7 @@ __metaclass__ = type
 import re
 
 from ansible_collections.netpolicy.routing.plugins.plugin_utils._role_input import (
-    MANAGED, RoleInput, is_integer, or_default, to_int, to_str)
+    IPV4, MANAGED, RoleInput, is_integer, is_table_id, or_default, to_int, to_str)
 
 ROLE = 'source_routing'
 VARIABLE = 'source_routing_policies'
@@ -38,12 +38,11 @@ TABLE_NAME_RE = re.compile(r'[A-Za-z_][A-Za-z0-9_.-]{0,30}')
 # Address syntax, checked here so bad input fails before anything changes (the
 # modules check it again, but only once the task runs). Always matched whole
 # (fullmatch): a trailing newline is not part of an address.
-_IPV4 = r'((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])'
 _H = '[0-9a-fA-F]{1,4}'
 _IPV6 = ('((H:){7}H|(H:){1,7}:|(H:){1,6}:H|(H:){1,5}(:H){1,2}|(H:){1,4}(:H){1,3}|(H:){1,3}(:H){1,4}'
          '|(H:){1,2}(:H){1,5}|H:(:H){1,6}|:((:H){1,7}|:))').replace('H', _H)
-ADDRESS_RE = re.compile('%s|%s' % (_IPV4, _IPV6))
-PREFIX_RE = re.compile(r'%s(/(3[0-2]|[12]?[0-9]))?|%s(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?' % (_IPV4, _IPV6))
+ADDRESS_RE = re.compile('%s|%s' % (IPV4, _IPV6))
+PREFIX_RE = re.compile(r'%s(/(3[0-2]|[12]?[0-9]))?|%s(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?' % (IPV4, _IPV6))
 PORTS_RE = re.compile(r'[0-9]{1,5}(-[0-9]{1,5})?')
 
 NFT_RULESET = '''# %(managed)s
@@ -241,7 +240,7 @@ def _number_errors(policy, tables, marks):
     of the policies so far, as one policy's may not be another's."""
     label, table, priority, mark = policy['label'], policy['table'], policy['priority'], policy['mark']
     errors = []
-    if not is_integer(table) or not 1 <= table <= 2147483647 or table in (253, 254, 255):
+    if not is_table_id(table):
         errors.append('%s.table: not a table number 1..2147483647 but not 253-255: %r' % (label, table))
     elif table in tables:
         errors.append('%s.table: %d is the table of another policy' % (label, table))

@@ -22,7 +22,7 @@ import json
 import re
 
 from ansible_collections.netpolicy.routing.plugins.plugin_utils._role_input import (
-    IPV4_RE, MANAGED, RoleInput, or_default, to_int, to_str)
+    IPV4_RE, MANAGED, RoleInput, is_table_id, or_default, to_int, to_str)
 
 # defaults/main.yml: what a variable is when the play does not give it.
 MONITOR_DEFAULTS = {'enabled': False, 'targets': {}, 'probe': 'icmp', 'interval': 0.5, 'down': 3, 'up': 3}
@@ -198,8 +198,7 @@ def _one_uplink_errors(uplink, earlier, lan_interfaces):
     for field in ('gateway', 'address'):
         if uplink[field] and not IPV4_RE.fullmatch(uplink[field]):
             errors.append('%s.%s: not an IPv4 address: %r' % (where, field, uplink[field]))
-    # 253-255 are the kernel's default, main and local tables.
-    if not 1 <= uplink['table'] <= 2147483647 or uplink['table'] in (253, 254, 255):
+    if not is_table_id(uplink['table']):
         errors.append('%s.table: not a usable table number (1..2147483647, not 253-255): %d'
                       % (where, uplink['table']))
     if not 1 <= uplink['mark'] <= MASK:
