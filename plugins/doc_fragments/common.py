@@ -40,4 +40,7 @@ notes:
   - The module reads and changes kernel state through netlink; it never parses C(ip) output.
   - Bad input fails before anything is changed, with a message naming the option.
   - A failure while applying puts back what was already changed, and says so.
+  - The module keeps the compiled code of the collection's module_utils in C(/run/netpolicy-routing/bytecode)
+    (a directory of the user the module runs as, mode 0700, emptied by a reboot), so that later runs do not compile
+    it again. Nothing is written there when E(PYTHONDONTWRITEBYTECODE) is set on the managed host.
 '''

@@ -230,6 +230,8 @@ from functools import partial
 
 from ansible.module_utils.basic import AnsibleModule
 
+# First: the module_utils below load through it (compiled once per router, not on every run).
+from ansible_collections.netpolicy.routing.plugins.module_utils import _bytecode_cache  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.netpolicy.routing.plugins.module_utils._module import require_pyroute2, run
 from ansible_collections.netpolicy.routing.plugins.module_utils._apply import APPLY_STATE_SPEC, change
 from ansible_collections.netpolicy.routing.plugins.module_utils._install import MissingPackages, ensure, lacking

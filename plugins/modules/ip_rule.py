@@ -258,6 +258,8 @@ rules:
 
 from ansible.module_utils.basic import AnsibleModule
 
+# First: the module_utils below load through it (compiled once per router, not on every run).
+from ansible_collections.netpolicy.routing.plugins.module_utils import _bytecode_cache  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.netpolicy.routing.plugins.module_utils import _module
 from ansible_collections.netpolicy.routing.plugins.module_utils._rules import IP_RULE_SPEC, change
 

@@ -129,6 +129,8 @@ path:
 
 from ansible.module_utils.basic import AnsibleModule
 
+# First: the module_utils below load through it (compiled once per router, not on every run).
+from ansible_collections.netpolicy.routing.plugins.module_utils import _bytecode_cache  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.netpolicy.routing.plugins.module_utils._module import require_pyroute2, run
 from ansible_collections.netpolicy.routing.plugins.module_utils._rt_tables import (
     ARGUMENT_SPEC, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, change)

@@ -1,0 +1,71 @@
+"""The modules keep their compiled module_utils on the router (plugins/module_utils/_bytecode_cache.py).
+
+ansible-playbook runs apply_state (report only) on a lab router through the
+netns connection, as Ansible runs any module: its module_utils come in the
+AnsiballZ zip. After the run, each module_utils file the module imports has
+its compiled file in the cache, named by the SHA-256 of this checkout's source,
+and no other version of it. A damaged file does not break the next run, which
+writes it anew. The cache is the router's /run/netpolicy-routing/bytecode: the
+lab's namespaces share the host's /run, as they share its lock files.
+"""
+import json
+import os
+
+import pytest
+
+from ansible_collections.netpolicy.routing.plugins.module_utils import _bytecode_cache
+from tests.lab import topologies
+from tests.lab.playbook import recap, run_playbook
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MODULE_UTILS = os.path.join(REPO, 'plugins', 'module_utils')
+# What apply_state imports, among others (through _apply).
+IMPORTED = ['_apply', '_engine', '_lock', '_netlink', '_routes', '_rules', '_rt_tables']
+PLAY = [{
+    'hosts': 'all',
+    'gather_facts': False,
+    'tasks': [{'netpolicy.routing.apply_state': {'role': 'source_routing', 'dependencies': 'report'}}],
+}]
+
+
+@pytest.fixture
+def writes_bytecode(monkeypatch):
+    # as on a router: the test run's PYTHONDONTWRITEBYTECODE would reach the modules through the local connection
+    monkeypatch.delenv('PYTHONDONTWRITEBYTECODE', raising=False)
+    monkeypatch.setenv('ANSIBLE_PIPELINING', '1')
+
+
+def kept_file(name):
+    with open(os.path.join(MODULE_UTILS, name + '.py'), encoding='utf-8') as handle:
+        source = handle.read()
+    return os.path.join(_bytecode_cache.BYTECODE_DIR, '%s.%s' % (name, _bytecode_cache.cache_key(source)))
+
+
+def versions(name):
+    return sorted(entry for entry in os.listdir(_bytecode_cache.BYTECODE_DIR) if entry.startswith(name + '.'))
+
+
+def test_module_runs_keep_their_compiled_module_utils(lab_factory, writes_bytecode):
+    lab = lab_factory(topologies.fleet(1))
+    playbook = os.path.join(lab.state_dir, 'report.yml')
+    with open(playbook, 'w') as handle:
+        json.dump(PLAY, handle)  # JSON is YAML
+
+    first = run_playbook(lab, playbook, nodes=['r01'])
+    assert recap(first, 'r01')['failed'] == 0, first.stdout
+    info = os.lstat(_bytecode_cache.BYTECODE_DIR)
+    assert info.st_uid == os.geteuid() and info.st_mode & 0o777 == 0o700
+    for name in IMPORTED:
+        path = kept_file(name)
+        assert versions(name) == [os.path.basename(path)], name
+        with open(path, 'rb') as handle:
+            assert handle.read().startswith(_bytecode_cache.HEADER), name
+
+    damaged = kept_file('_apply')
+    with open(damaged, 'wb') as handle:
+        handle.write(b'damaged')
+    second = run_playbook(lab, playbook, nodes=['r01'])
+    assert recap(second, 'r01')['failed'] == 0, second.stdout
+    with open(damaged, 'rb') as handle:
+        assert handle.read().startswith(_bytecode_cache.HEADER)
+    assert versions('_apply') == [os.path.basename(damaged)]
