@@ -114,6 +114,9 @@ def write_inputs(workdir, netns, dests, rounds, python):
 
 def run_playbook(playbook_file):
     env = dict(os.environ)
+    # The modules run as on a router, where a controller's PYTHONDONTWRITEBYTECODE does not reach
+    # them (here the connection is local, so it would): their compiled module_utils are kept.
+    env.pop('PYTHONDONTWRITEBYTECODE', None)
     env.update({
         'ANSIBLE_COLLECTIONS_PATH': os.path.join(REPO, '.cache', 'collections'),
         'ANSIBLE_CALLBACK_PLUGINS': os.path.join(REPO, 'bench', 'callback_plugins'),
