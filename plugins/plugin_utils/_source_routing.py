@@ -24,6 +24,8 @@ VARIABLE = 'source_routing_policies'
 
 # What the role owns on the router.
 PRIORITIES = '1000-1999'
+# What the argument spec allows for protocol (None: any protocol, routed by source address).
+PROTOCOLS = (None, 'tcp', 'udp', 'sctp')
 MARK_MASK = 0x0000ff00  # the second byte of the packet and conntrack marks
 KEEP_MASK = 0xffffffff - MARK_MASK  # the other bytes, left as they are
 NFT_FILE = '/etc/netpolicy/routing/source_routing.nft'
@@ -176,7 +178,9 @@ def _value_errors(policies):
         if not policy['from']:
             errors.append('%s.from: at least one host or subnet is needed' % label)
         errors.extend(_address_errors(policy))
-        if policy['dports'] and not policy['protocol']:
+        if policy['protocol'] not in PROTOCOLS:
+            errors.append('%s.protocol: not one of tcp, udp, sctp: %r' % (label, policy['protocol']))
+        elif policy['dports'] and not policy['protocol']:
             errors.append('%s.dports: needs protocol (tcp, udp or sctp)' % label)
         for index, ports in enumerate(policy['dports']):
             if not _is_port_range(ports):

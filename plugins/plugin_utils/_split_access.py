@@ -35,6 +35,8 @@ DEFAULTS = {
     'split_access_confirm_timeout': 0,
 }
 
+# The values of split_access_balance (its argument spec's choices).
+BALANCES = ('per_connection', 'multipath', 'failover')
 # The role owns the byte 0x000000ff of the packet and conntrack marks; the rest is kept.
 MASK = 0xff
 KEEP = 0xffffffff - MASK
@@ -85,6 +87,8 @@ def role_input(variables):
     monitor = _monitor(given['split_access_monitor'])
     errors.extend(_monitor_errors(given['split_access_monitor'], monitor, names))
     errors.extend(_timeout_errors(given['split_access_confirm_timeout']))
+    if given['split_access_balance'] not in BALANCES:
+        errors.append('split_access_balance: not one of %s: %r' % (', '.join(BALANCES), given['split_access_balance']))
     if errors:
         return RoleInput(errors, None, None, not uplinks)
 

@@ -222,6 +222,13 @@ def test_an_infinite_confirm_timeout():
     assert built(split_access_confirm_timeout='x').errors == []  # as Jinja's int: 0
 
 
+@pytest.mark.parametrize('balance', ['round_robin', 'Failover', None, 1])
+def test_an_unknown_balance(balance):
+    # (the Jinja took any other value as multipath)
+    assert errors(split_access_balance=balance) == [
+        'split_access_balance: not one of per_connection, multipath, failover: %r' % (balance,)]
+
+
 def test_an_uplink_that_is_no_dict_has_every_field_missing():
     assert errors(split_access_uplinks=['isp1']) == [
         "split_access_uplinks[0] ().name: not a name (a letter, then letters, digits or _, at most 31): ''",
