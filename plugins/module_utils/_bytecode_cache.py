@@ -9,7 +9,7 @@ and Python compiles every source it imports from a zip anew on each run: it
 keeps no .pyc for them. It even compiles each one twice (Python 3.11's
 zipimport compiles a module to tell its file name when the import system
 builds the module's spec, then again to load it). For this collection's
-module_utils that is about 0.2 s of CPU per module run, half of a no-op
+module_utils that was about 0.18 s of CPU per module run, some 40 % of a no-op
 ``apply_state`` (docs/performance.md).
 
 A module imports this file before the other module_utils. When it was itself

@@ -220,3 +220,17 @@ def test_installed_only_when_loaded_from_a_zip(monkeypatch):
     monkeypatch.setattr(sys, 'meta_path', list(sys.meta_path))
     assert _bytecode_cache.install(_bytecode_cache.__loader__) is False  # from files, as here
     assert not any(isinstance(finder, _bytecode_cache.BytecodeFinder) for finder in sys.meta_path)
+
+
+def test_installed_once_and_first_when_loaded_from_a_zip(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, 'meta_path', [finder for finder in sys.meta_path
+                                           if not isinstance(finder, _bytecode_cache.BytecodeFinder)])
+    path = str(tmp_path / 'payload.zip')
+    with zipfile.ZipFile(path, 'w') as archive:
+        archive.writestr('x.py', '')
+    importer = zipimport.zipimporter(path)
+    assert _bytecode_cache.install(importer) is True
+    assert _bytecode_cache.install(importer) is True
+    finders = [finder for finder in sys.meta_path if isinstance(finder, _bytecode_cache.BytecodeFinder)]
+    assert len(finders) == 1 and sys.meta_path[0] is finders[0]
+    assert finders[0].prefix == _bytecode_cache.PREFIX and finders[0].directory == _bytecode_cache.BYTECODE_DIR
