@@ -155,16 +155,17 @@ class NftBackend:
 
     def read_table(self, table):
         """nft's listing of table inet ``table`` without counter values, or None when there is none."""
-        rc, out, err = run_tool([self.nft, 'list', 'tables', FAMILY])
-        if rc != 0:
-            raise EngineError('nft list tables failed: %s' % err.strip())
-        if 'table %s %s' % (FAMILY, table) not in out.splitlines():
-            return None
         # -s (stateless): counter values are not part of what a rule set is.
         rc, out, err = run_tool([self.nft, '-s', 'list', 'table', FAMILY, table])
-        if rc != 0:
-            raise EngineError('nft list table %s %s failed: %s' % (FAMILY, table, err.strip()))
-        return out
+        if rc == 0:
+            return out
+        # No such table, or nft failed: the list of tables tells which (one run fewer when it is there).
+        listed, tables, listed_err = run_tool([self.nft, 'list', 'tables', FAMILY])
+        if listed != 0:
+            raise EngineError('nft list tables failed: %s' % listed_err.strip())
+        if 'table %s %s' % (FAMILY, table) not in tables.splitlines():
+            return None
+        raise EngineError('nft list table %s %s failed: %s' % (FAMILY, table, err.strip()))
 
     def desired(self, model):
         """[item] for ``model``, in nft's own printing (see the module docstring)."""

@@ -1,6 +1,9 @@
 """The nftables backend: rendering and the scripts it runs (no kernel needed)."""
+import pytest
+
+from ansible_collections.netpolicy.routing.plugins.module_utils import _nft
 from ansible_collections.netpolicy.routing.plugins.module_utils._connmark import normalize
-from ansible_collections.netpolicy.routing.plugins.module_utils._engine import ADD, DELETE, REPLACE
+from ansible_collections.netpolicy.routing.plugins.module_utils._engine import ADD, DELETE, REPLACE, EngineError
 from ansible_collections.netpolicy.routing.plugins.module_utils._nft import NftRuleSet, render
 
 
@@ -69,3 +72,54 @@ def test_script_reads_with_spaces():
     item = {'table': 'netpolicy_up', 'text': 'table inet netpolicy_up {\n\tchain output {\n\t}\n}\n'}
     assert '\t' not in kind.script(ADD, item)
     assert '    chain output {' in kind.script(ADD, item)
+
+
+class FakeNft:
+    """run_tool for NftBackend.read_table: the tables there are, or a failing nft."""
+
+    def __init__(self, tables, broken=False):
+        self.tables, self.broken, self.calls = tables, broken, []
+
+    def __call__(self, argv, stdin=None):
+        self.calls.append(argv[1:])
+        if self.broken:
+            return 1, '', 'netlink: Error: cache initialization failed: Operation not permitted\n'
+        if argv[1:] == ['list', 'tables', 'inet']:
+            return 0, ''.join('table inet %s\n' % name for name in self.tables), ''
+        name = argv[-1]
+        if name in self.tables:
+            return 0, 'table inet %s {\n}\n' % name, ''
+        return 1, '', 'Error: No such file or directory\n'
+
+
+def backend(monkeypatch, fake):
+    monkeypatch.setattr(_nft, 'run_tool', fake)
+    monkeypatch.setattr(_nft, 'find_tool', lambda name: '/usr/sbin/nft')
+    return _nft.NftBackend()
+
+
+def test_read_table_there_is_one_nft_run(monkeypatch):
+    fake = FakeNft(['netpolicy_up'])
+    assert backend(monkeypatch, fake).read_table('netpolicy_up') == 'table inet netpolicy_up {\n}\n'
+    assert fake.calls == [['-s', 'list', 'table', 'inet', 'netpolicy_up']]
+
+
+def test_read_table_absent_is_none(monkeypatch):
+    fake = FakeNft(['netpolicy_other'])
+    assert backend(monkeypatch, fake).read_table('netpolicy_up') is None
+    assert fake.calls == [['-s', 'list', 'table', 'inet', 'netpolicy_up'], ['list', 'tables', 'inet']]
+
+
+def test_read_table_nft_failing_is_an_error(monkeypatch):
+    with pytest.raises(EngineError, match='nft list tables failed: netlink: Error: cache initialization failed'):
+        backend(monkeypatch, FakeNft([], broken=True)).read_table('netpolicy_up')
+
+
+def test_read_table_listed_but_unreadable_is_an_error(monkeypatch):
+    fake = FakeNft(['netpolicy_up'])
+    listing = fake.__call__
+
+    def unreadable(argv, stdin=None):
+        return (1, '', 'Error: Could not process rule\n') if argv[1] == '-s' else listing(argv, stdin)
+    with pytest.raises(EngineError, match='nft list table inet netpolicy_up failed: Error: Could not process rule'):
+        backend(monkeypatch, unreadable).read_table('netpolicy_up')
