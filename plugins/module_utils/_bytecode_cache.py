@@ -44,6 +44,10 @@ import stat
 import sys
 import zipimport
 
+# Standard library only: this file loads before the other module_utils, so it cannot use
+# their helpers (its atomic write is _rt_tables.write_atomically's, without the fsyncs: a
+# cache in /run is not worth them, and a lost file is only compiled again).
+
 try:
     from _imp import _fix_co_filename
 except ImportError:  # not CPython: tracebacks name the file of the run that compiled it
