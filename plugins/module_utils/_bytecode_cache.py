@@ -12,12 +12,13 @@ builds the module's spec, then again to load it). For this collection's
 module_utils that was about 0.18 s of CPU per module run, some 40 % of a no-op
 ``apply_state`` (docs/performance.md).
 
-A module imports this file before the other module_utils. When it was itself
-loaded from a zip, it puts a finder first in ``sys.meta_path`` that loads the
-collection's module_utils from that zip itself: compiled once per run where
-there is no cache, and else once per router, kept in ``BYTECODE_DIR`` in a file
-named by its module and the SHA-256 of its source and of this Python's bytecode
-magic number. A file found there is the compilation of exactly that source by
+A module imports this file before the other module_utils, and so does the
+agent's command (``_install.COMMAND``), which imports them from its engine zip.
+When it was itself loaded from a zip, it puts a finder first in
+``sys.meta_path`` that loads the collection's module_utils from that zip
+itself: compiled once per run where there is no cache, and else once per
+router, kept in ``BYTECODE_DIR`` in a file named by its module and the SHA-256
+of its source and of this Python's bytecode magic number. A file found there is the compilation of exactly that source by
 this Python, so it is never stale; a file of another version of the module is
 removed when the new one is written.
 

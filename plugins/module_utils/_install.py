@@ -51,8 +51,10 @@ COMMAND = '''#!%(python)s
 # Written by netpolicy.routing; its roles rewrite this file.
 import sys
 
-# The engine: the collection's module_utils in one zip.
+# The engine: the collection's module_utils in one zip, compiled once and kept
+# (_bytecode_cache), as the modules' are, instead of on every run.
 sys.path.insert(0, %(engine)s)
+from ansible_collections.netpolicy.routing.plugins.module_utils import _bytecode_cache  # noqa: E402,F401
 from ansible_collections.netpolicy.routing.plugins.module_utils._agent import main  # noqa: E402
 
 sys.exit(main())

@@ -5,15 +5,17 @@ netns connection, as Ansible runs any module: its module_utils come in the
 AnsiballZ zip. After the run, each module_utils file the module imports has
 its compiled file in the cache, named by the SHA-256 of this checkout's source,
 and no other version of it. A damaged file does not break the next run, which
-writes it anew. The cache is the router's /run/netpolicy-routing/bytecode: the
-lab's namespaces share the host's /run, as they share its lock files.
+writes it anew. The agent's command, run from its engine zip, keeps the
+compiled engine the same way. The cache is the router's
+/run/netpolicy-routing/bytecode: the lab's namespaces share the host's /run, as
+they share its lock files.
 """
 import json
 import os
 
 import pytest
 
-from ansible_collections.netpolicy.routing.plugins.module_utils import _bytecode_cache
+from ansible_collections.netpolicy.routing.plugins.module_utils import _bytecode_cache, _install
 from tests.lab import topologies
 from tests.lab.playbook import recap, run_playbook
 
@@ -69,3 +71,23 @@ def test_module_runs_keep_their_compiled_module_utils(lab_factory, writes_byteco
     with open(damaged, 'rb') as handle:
         assert handle.read().startswith(_bytecode_cache.HEADER)
     assert versions('_apply') == [os.path.basename(damaged)]
+
+
+def test_the_agent_keeps_its_compiled_engine(lab_factory, writes_bytecode, tmp_path):
+    lab = lab_factory(topologies.fleet(1))
+    # The agent as apply_state installs it: its command, and the engine zip built from these sources.
+    library = tmp_path / 'lib'
+    library.mkdir()
+    (library / _install.ENGINE).write_bytes(_install.engine_archive(_install.engine_sources()))
+    command = tmp_path / 'netpolicy-routing'
+    command.write_text(_install.command_text('/usr/bin/python3', str(library)))
+    command.chmod(0o755)
+    for name in versions('_agent'):
+        os.unlink(os.path.join(_bytecode_cache.BYTECODE_DIR, name))
+
+    status = lab.run('r01', command, 'status', '--json', check=False)
+    assert status.stdout.startswith('{'), status.stdout + status.stderr
+    path = kept_file('_agent')
+    assert versions('_agent') == [os.path.basename(path)]
+    with open(path, 'rb') as handle:
+        assert handle.read().startswith(_bytecode_cache.HEADER)
