@@ -16,7 +16,8 @@ the same ``change`` functions, in the same order, on one connection.
   so a router is never left half-changed.
 - With ``confirm_timeout``, a detached process on the router puts the
   snapshot back when the timeout expires, unless a second run (over a new
-  connection, ``confirm: true``) confirmed first.
+  connection, ``confirm: true``) confirmed first. Where systemd runs, it gets
+  a scope of its own, out of the connection's login session (own_scope).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -28,6 +29,7 @@ import json
 import os
 import socket
 import signal
+import subprocess
 import time
 
 from ansible_collections.netpolicy.routing.plugins.module_utils._engine import (
@@ -298,6 +300,41 @@ def arm(role, snapshot, timeout, pending):
     return child
 
 
+# The rollback process's own systemd scope, by role and pid (unique while it runs).
+ROLLBACK_SCOPE = 'netpolicy-routing-rollback-%s-%d.scope'
+
+
+def own_scope(role, pid):
+    """Move the rollback process ``pid`` into a systemd scope of its own where systemd runs the
+    host; (the scope's name or None, a warning or None).
+
+    Started by the module, the process is in the cgroup of the connection's login session,
+    and logind stops every process of that session when it ends if ``KillUserProcesses=yes``
+    (and the login user is not in ``KillExcludeUsers``): the change that cut the connection
+    would also end the process that is to undo it. In a scope of its own (the D-Bus call
+    ``systemd-run --scope`` makes, for a process that already runs) it outlives the session.
+    """
+    if not os.path.isdir(_install.SYSTEMD_RUNTIME):
+        return None, None  # a container or a lab's namespace: no logind session to outlive
+    scope = ROLLBACK_SCOPE % (role, pid)
+    argv = ['busctl', 'call', '--quiet', 'org.freedesktop.systemd1', '/org/freedesktop/systemd1',
+            'org.freedesktop.systemd1.Manager', 'StartTransientUnit', 'ssa(sv)a(sa(sv))', scope, 'fail',
+            '3', 'PIDs', 'au', '1', str(pid),
+            'Description', 's', 'netpolicy.routing: puts the %s state back unless the change is confirmed' % role,
+            'CollectMode', 's', 'inactive-or-failed', '0']
+    try:
+        code, out, err = run_tool(argv, timeout=30)
+        problem = 'busctl failed (exit %d): %s' % (code, (err or out).strip()) if code else None
+    except (OSError, subprocess.TimeoutExpired) as exc:  # no busctl, or no answer in time
+        problem = 'busctl: %s' % exc
+    if problem is None:
+        return scope, None
+    return None, ('%s: the rollback process could not get a systemd scope of its own (%s); it stays in the '
+                  'connection\'s login session, and if logind ends that session\'s processes when it closes '
+                  '(KillUserProcesses=yes), a change that cuts the connection is not put back until the agent\'s '
+                  'next apply' % (role, problem))
+
+
 def extend(pending, timeout):
     """Start the timeout again now that the change is applied (a long apply does not eat it)."""
     document = _pending.read(pending)
@@ -390,6 +427,7 @@ def _change(params, check_mode, diff):
         taken['snapshot'] = plan.record()
         if timeout:
             taken['pid'] = arm(role, taken['snapshot'], timeout, pending)
+            taken['scope'], taken['warning'] = own_scope(role, taken['pid'])
 
     try:
         result = plan.run(check_mode, diff, None if check_mode else before_change)
@@ -415,6 +453,10 @@ def _change(params, check_mode, diff):
     if pid is not None:
         extend(pending, timeout)
         result['rollback'] = {'pid': pid, 'timeout': timeout}
+        if taken['scope']:
+            result['rollback']['scope'] = taken['scope']
+        if taken['warning']:
+            result['warnings'] = [taken['warning']]
     return result
 
 

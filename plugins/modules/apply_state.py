@@ -28,7 +28,9 @@ description:
     that recorded state is put back, so the router is never left half-changed.
   - With O(confirm_timeout), a process detached from the connection puts the recorded state back
     after that many seconds unless confirmed first (O(confirm=true), which the task itself does over
-    a new connection right after the change). Until then the
+    a new connection right after the change). Where systemd runs the host, the process is moved into
+    a scope unit of its own (RV(rollback.scope)), so that it outlives the connection's login session
+    even when logind ends a session's processes with it (C(KillUserProcesses=yes)). Until then the
     role's files as they were are kept in C(STATE_DIR/ROLE.pending); if the router restarts first,
     the agent's C(netpolicy-routing apply) puts them back before it applies the saved states.
 notes:
@@ -224,6 +226,14 @@ rollback:
       description: Seconds from the end of the change to the rollback.
       type: int
       sample: 30
+    scope:
+      description:
+        - The systemd scope unit of the process, where systemd runs the host.
+        - When it could not be made (no C(busctl), D-Bus refused), the task warns and the process
+          stays in the connection's login session.
+      type: str
+      returned: where systemd runs the host and the scope was made
+      sample: netpolicy-routing-rollback-source_routing-4242.scope
 '''
 
 from functools import partial

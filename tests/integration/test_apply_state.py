@@ -144,6 +144,8 @@ def test_confirm_timeout_rolls_back_unless_confirmed(router):
     before = kernel(router)
     armed = run_module(MODULE, args(router, state_of(router, ('101', '102')), confirm_timeout=2))
     assert armed['changed'] and armed['rollback']['timeout'] == 2
+    # no systemd here: the process stays where the module started it, without a word
+    assert 'scope' not in armed['rollback'] and not armed.get('warnings'), armed
     assert kernel(router) != before
     deadline = time.time() + 10
     while kernel(router) != before and time.time() < deadline:
@@ -249,6 +251,14 @@ case "$1" in
 esac
 """
 
+# And for busctl: logs its arguments, one call per line, and refuses when told to.
+FAKE_BUSCTL = r"""#!/bin/sh
+dir=${0%/*}
+echo "$*" >> "$dir/busctl-calls"
+if [ -e "$dir/refuse-busctl" ]; then echo "Call failed: Access denied" >&2; exit 1; fi
+echo "o \"/org/freedesktop/systemd1/job/42\""
+"""
+
 # The module as on a host that systemd runs: in a mount namespace of its own,
 # /run/systemd (with system/) and /etc/systemd/system are directories of the test.
 WITH_SYSTEMD = """#!/bin/sh
@@ -264,6 +274,7 @@ class FakeSystemd:
             os.makedirs(os.path.join(top, directory))
         self.python = self._script('python', WITH_SYSTEMD % (top, module_python()))
         self._script('bin/systemctl', FAKE_SYSTEMCTL)
+        self._script('bin/busctl', FAKE_BUSCTL)
         self.env = dict(os.environ, PATH=os.path.join(top, 'bin') + ':' + os.environ['PATH'])
 
     def _script(self, name, text):
@@ -273,9 +284,9 @@ class FakeSystemd:
         os.chmod(path, 0o755)
         return path
 
-    def calls(self):
-        """The systemctl calls since the last look."""
-        path = os.path.join(self.top, 'bin', 'calls')
+    def calls(self, tool='systemctl'):
+        """The calls of ``tool`` (systemctl, busctl) since the last look."""
+        path = os.path.join(self.top, 'bin', 'calls' if tool == 'systemctl' else tool + '-calls')
         if not os.path.exists(path):
             return []
         with open(path) as handle:
@@ -336,6 +347,48 @@ def test_the_unit_is_installed_where_systemd_runs(router):
     assert systemd.calls() == ['is-enabled ' + unit, 'restart ' + unit]
     # Without agent_service, systemd is left alone.
     assert not run(agent_service=False)['changed'] and systemd.calls() == []
+
+
+def test_the_rollback_process_gets_a_scope_of_its_own_where_systemd_runs(router, tmp_path_factory):
+    # not in router.files (the test's tmp_path): its logs would show as a change
+    systemd = FakeSystemd(str(tmp_path_factory.mktemp('fake') / 'systemd'))
+    run_module(MODULE, args(router, state_of(router)))
+    before = kernel(router)
+
+    def arm(timeout):
+        return run_module(MODULE, args(router, state_of(router, ('101', '102')), confirm_timeout=timeout),
+                          python=systemd.python, env=systemd.env)
+
+    def confirm():
+        return run_module(MODULE, dict(role='source_routing', confirm=True, netns=router.name, state_dir=router.files),
+                          python=systemd.python, env=systemd.env)
+
+    armed = arm(600)
+    pid = armed['rollback']['pid']
+    scope = 'netpolicy-routing-rollback-source_routing-%d.scope' % pid
+    assert armed['rollback']['scope'] == scope and not armed.get('warnings'), armed
+    assert systemd.calls('busctl') == [
+        'call --quiet org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.systemd1.Manager '
+        'StartTransientUnit ssa(sv)a(sa(sv)) %s fail 3 PIDs au 1 %d Description s netpolicy.routing: puts the '
+        'source_routing state back unless the change is confirmed CollectMode s inactive-or-failed 0' % (scope, pid)]
+    assert confirm()['changed']
+
+    # busctl refuses (no D-Bus, a policy): the change is armed all the same, and the task warns.
+    run_module(MODULE, args(router, state_of(router)))
+    assert kernel(router) == before
+    systemd.put('refuse-busctl', '')
+    armed = arm(2)
+    assert 'scope' not in armed['rollback'] and len(systemd.calls('busctl')) == 1
+    # ansible-core 2.19 returns a module's warnings as events: their messages
+    assert [warning['event']['msg'] for warning in armed['warnings']] == [
+        'source_routing: the rollback process could not get a systemd scope of its own (busctl failed (exit 1): '
+        'Call failed: Access denied); it stays in the connection\'s login session, and if logind ends that '
+        'session\'s processes when it closes (KillUserProcesses=yes), a change that cuts the connection is not '
+        'put back until the agent\'s next apply'], armed
+    deadline = time.time() + 10
+    while kernel(router) != before and time.time() < deadline:
+        time.sleep(0.2)
+    assert kernel(router) == before
 
 
 def test_no_unit_without_systemd(router):

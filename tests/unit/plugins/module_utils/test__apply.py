@@ -1,6 +1,8 @@
 """The pure logic of module_utils/_apply.py: what a role's previous state leaves to remove,
-the sysctls' values from before, the saved document."""
+the sysctls' values from before, the saved document, the rollback's scope (busctl faked)."""
 import json
+
+import pytest
 
 from ansible_collections.netpolicy.routing.plugins.module_utils import _apply
 
@@ -68,3 +70,27 @@ def test_routes_come_back_from_json_with_their_nexthops_as_tuples():
 def test_sysctl_file_text():
     assert _apply.sysctl_text('split_access', {'b': '2', 'a': '1'}) == (
         '# Managed by netpolicy.routing.split_access; the role rewrites this file.\na = 1\nb = 2\n')
+
+
+def test_the_rollback_scope_where_systemd_runs_or_a_warning(monkeypatch, tmp_path):
+    import subprocess
+
+    monkeypatch.setattr(_apply._install, 'SYSTEMD_RUNTIME', str(tmp_path / 'absent'))
+    monkeypatch.setattr(_apply, 'run_tool', lambda argv, timeout=None: pytest.fail('no systemd: nothing to ask'))
+    assert _apply.own_scope('split_access', 4242) == (None, None)
+
+    monkeypatch.setattr(_apply._install, 'SYSTEMD_RUNTIME', str(tmp_path))
+    calls = []
+    monkeypatch.setattr(_apply, 'run_tool', lambda argv, timeout=None: calls.append(argv) or (0, 'o "/job/1"\n', ''))
+    assert _apply.own_scope('split_access', 4242) == ('netpolicy-routing-rollback-split_access-4242.scope', None)
+    assert calls[0][:2] == ['busctl', 'call'] and calls[0][calls[0].index('PIDs'):][:4] == ['PIDs', 'au', '1', '4242']
+
+    for failure, problem in ((OSError(2, 'No such file or directory'), 'busctl: [Errno 2] No such file or directory'),
+                             (subprocess.TimeoutExpired(['busctl'], 30),
+                              "busctl: Command '['busctl']' timed out after 30 seconds")):
+        def fail(argv, timeout=None, failure=failure):
+            raise failure
+        monkeypatch.setattr(_apply, 'run_tool', fail)
+        scope, warning = _apply.own_scope('split_access', 4242)
+        assert scope is None and warning.startswith(
+            'split_access: the rollback process could not get a systemd scope of its own (%s); ' % problem)
