@@ -1,6 +1,7 @@
 """The pure logic of module_utils/_apply.py: what a role's previous state leaves to remove,
 the sysctls' values from before, the saved document, the rollback's scope (busctl faked)."""
 import json
+import subprocess
 
 import pytest
 
@@ -73,8 +74,6 @@ def test_sysctl_file_text():
 
 
 def test_the_rollback_scope_where_systemd_runs_or_a_warning(monkeypatch, tmp_path):
-    import subprocess
-
     monkeypatch.setattr(_apply._install, 'SYSTEMD_RUNTIME', str(tmp_path / 'absent'))
     monkeypatch.setattr(_apply, 'run_tool', lambda argv, timeout=None: pytest.fail('no systemd: nothing to ask'))
     assert _apply.own_scope('split_access', 4242) == (None, None)
