@@ -3,7 +3,7 @@
 
 Builds its own network namespace (named with the test lab's prefix, removed at
 the end even on failure), then runs one ansible-playbook that, for each round,
-times eight tasks on the same table:
+times ten tasks on the same table:
 
   route_table dicts converge    the module puts 10,000 routes, given as dicts, into an empty table
   route_table dicts rerun       the same task again (nothing to do)
@@ -11,6 +11,8 @@ times eight tasks on the same table:
   route_table strings rerun
   route_table joined converge   the same strings joined into one with commas (Ansible splits it)
   route_table joined rerun
+  route_table text converge     that one string, kept as it is in a variable (as read from a file)
+  route_table text rerun
   ip -batch converge            `command: ip -batch FILE` with the same 10,000 routes
   ip -batch rerun               the same task again (`route replace` lines, so it succeeds)
 
@@ -39,16 +41,18 @@ from tests.lab.names import netns_name  # noqa: E402
 
 TABLE = 100
 GATEWAY = '198.51.100.1'
-FORMS = ('dicts', 'strings', 'joined')
+FORMS = ('dicts', 'strings', 'joined', 'text')
 # The interpreter of the modules, for both tasks: Debian's, as on a router (its
 # python3-pyroute2 is not needed for routes), else the venv's.
 DEBIAN_PYTHON = '/usr/bin/python3'
 VENV_PYTHON = os.path.join(REPO, '.venv', 'bin', 'python')
 # The value of `routes` in the task, per form. joined: the strings as ONE
 # comma-separated string, which Ansible splits into the list in the module
-# (as it does for any list option), so the controller handles one value.
+# (as it does for any list option), so the controller hands over one value; but
+# it templates the join of the 10,000 strings first. text: that string as it is
+# in a variable, as a play that keeps its routes in a file would have it.
 TASK_ROUTES = {'dicts': '{{ bench_routes }}', 'strings': '{{ bench_route_strings }}',
-               'joined': "{{ bench_route_strings | join(',') }}"}
+               'joined': "{{ bench_route_strings | join(',') }}", 'text': '{{ bench_routes_text }}'}
 
 
 def route_dests(count):
@@ -63,7 +67,7 @@ def routes_as(form, dests):
     if form == 'dicts':
         return [{'dest': dest, 'gateway': GATEWAY, 'dev': 'wan1'} for dest in dests]
     strings = ['%s via %s dev wan1' % (dest, GATEWAY) for dest in dests]
-    return ','.join(strings) if form == 'joined' else strings
+    return ','.join(strings) if form in ('joined', 'text') else strings
 
 
 def ip(netns, *argv):
@@ -82,7 +86,8 @@ def build_lab(netns):
 def write_inputs(workdir, netns, dests, rounds, python):
     routes_file = os.path.join(workdir, 'routes.json')
     with open(routes_file, 'w') as handle:
-        json.dump({'bench_routes': routes_as('dicts', dests), 'bench_route_strings': routes_as('strings', dests)}, handle)
+        json.dump({'bench_routes': routes_as('dicts', dests), 'bench_route_strings': routes_as('strings', dests),
+                   'bench_routes_text': routes_as('text', dests)}, handle)
     batch_file = os.path.join(workdir, 'routes.batch')
     with open(batch_file, 'w') as handle:
         for dest in dests:
