@@ -11,8 +11,8 @@ times ten tasks on the same table:
   route_table strings rerun
   route_table joined converge   the same strings joined into one with commas (Ansible splits it)
   route_table joined rerun
-  route_table text converge     that one string, kept as it is in a variable (as read from a file)
-  route_table text rerun
+  route_table file converge     the routes one per line in a file, read with lookup('file'): one string
+  route_table file rerun
   ip -batch converge            `command: ip -batch FILE` with the same 10,000 routes
   ip -batch rerun               the same task again (`route replace` lines, so it succeeds)
 
@@ -41,7 +41,7 @@ from tests.lab.names import netns_name  # noqa: E402
 
 TABLE = 100
 GATEWAY = '198.51.100.1'
-FORMS = ('dicts', 'strings', 'joined', 'text')
+FORMS = ('dicts', 'strings', 'joined', 'file')
 # The interpreter of the modules, for both tasks: Debian's, as on a router (its
 # python3-pyroute2 is not needed for routes), else the venv's.
 DEBIAN_PYTHON = '/usr/bin/python3'
@@ -49,10 +49,12 @@ VENV_PYTHON = os.path.join(REPO, '.venv', 'bin', 'python')
 # The value of `routes` in the task, per form. joined: the strings as ONE
 # comma-separated string, which Ansible splits into the list in the module
 # (as it does for any list option), so the controller hands over one value; but
-# it templates the join of the 10,000 strings first. text: that string as it is
-# in a variable, as a play that keeps its routes in a file would have it.
+# it templates the join of the 10,000 strings first. file: a file of the routes,
+# one per line, read as it is (the module takes a string of lines as a route per
+# line), as `ip -batch` reads its file.
 TASK_ROUTES = {'dicts': '{{ bench_routes }}', 'strings': '{{ bench_route_strings }}',
-               'joined': "{{ bench_route_strings | join(',') }}", 'text': '{{ bench_routes_text }}'}
+               'joined': "{{ bench_route_strings | join(',') }}",
+               'file': "{{ lookup('ansible.builtin.file', bench_routes_file) }}"}
 
 
 def route_dests(count):
@@ -67,7 +69,9 @@ def routes_as(form, dests):
     if form == 'dicts':
         return [{'dest': dest, 'gateway': GATEWAY, 'dev': 'wan1'} for dest in dests]
     strings = ['%s via %s dev wan1' % (dest, GATEWAY) for dest in dests]
-    return ','.join(strings) if form in ('joined', 'text') else strings
+    if form == 'file':
+        return '\n'.join(strings) + '\n'
+    return ','.join(strings) if form == 'joined' else strings
 
 
 def ip(netns, *argv):
@@ -87,7 +91,9 @@ def write_inputs(workdir, netns, dests, rounds, python):
     routes_file = os.path.join(workdir, 'routes.json')
     with open(routes_file, 'w') as handle:
         json.dump({'bench_routes': routes_as('dicts', dests), 'bench_route_strings': routes_as('strings', dests),
-                   'bench_routes_text': routes_as('text', dests)}, handle)
+                   'bench_routes_file': os.path.join(workdir, 'routes.txt')}, handle)
+    with open(os.path.join(workdir, 'routes.txt'), 'w') as handle:
+        handle.write(routes_as('file', dests))
     batch_file = os.path.join(workdir, 'routes.batch')
     with open(batch_file, 'w') as handle:
         for dest in dests:

@@ -403,21 +403,39 @@ def normalize_routes(specs, field, table, interfaces, family=None, addresses=Non
     # Routes that differ only in dest normalize alike: with 10,000 routes over a few
     # gateways, each shape is checked once and the others are copies with their dest.
     shapes = {}
-    for index, element in enumerate(specs or []):
+    for element, element_field in route_elements(specs, field):
         route = known(element) if known is not None and isinstance(element, str) else None
         if route is None:
-            route = _normalize_element(element, '%s[%d]' % (field, index), table, interfaces, family, addresses,
-                                       absent, shapes)
+            route = _normalize_element(element, element_field, table, interfaces, family, addresses, absent, shapes)
         route_key = key(route)
         have = routes.get(route_key)
         if have is not None:
             if have != route:
-                raise InputError('%s[%d]' % (field, index), 'conflicts with %s[%d]: same dest %s and metric %d, '
-                                 'other attributes' % (field, where[route_key], route['dest'], route['metric']))
+                raise InputError(element_field, 'conflicts with %s: same dest %s and metric %d, other attributes'
+                                 % (where[route_key], route['dest'], route['metric']))
             continue
         routes[route_key] = route
-        where[route_key] = index
+        where[route_key] = element_field
     return routes
+
+
+def route_elements(specs, field):
+    """(element, its name in errors) of each route listed in ``specs``.
+
+    A string of several lines holds one route per line, as a file of routes read
+    with ``lookup('file')`` gives them (named ``ROUTES[0] line 3``); blank lines are
+    left out. (No comments: Ansible splits a string option at its commas before
+    the module sees it, so a comma in a comment would cut the text in two.)
+    """
+    for index, element in enumerate(specs or []):
+        element_field = '%s[%d]' % (field, index)
+        if not (isinstance(element, str) and '\n' in element):
+            yield element, element_field
+            continue
+        for number, line in enumerate(element.splitlines(), 1):
+            words = line.strip()
+            if words:
+                yield words, '%s line %d' % (element_field, number)
 
 
 def _normalize_element(element, route_field, table, interfaces, family, addresses, absent, shapes):

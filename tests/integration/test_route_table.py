@@ -140,6 +140,25 @@ def test_string_form_apply_check_rerun(netns):
         'ip route replace default via 198.51.100.9 dev wan1 table 101'], real
 
 
+def test_routes_one_per_line_as_a_file_gives_them(netns):
+    ns = lab(netns)
+    text = '\n'.join(['default via 198.51.100.1 dev wan1', '', '192.0.2.0/24 dev wan2',
+                      '192.168.10.0/24 via 203.0.113.1 metric 20 proto static',
+                      '2001:db8:10::/48 via 2001:db8:1::1 dev wan1']) + '\n'
+    check = route_table(ns, table='101', routes=text, check=True)
+    real = route_table(ns, table='101', routes=text)
+    assert real['changed'] and check['commands'] == real['commands'] and len(real['commands']) == 4, real
+    # the same routes as the list of strings: nothing to do, in either form
+    assert not route_table(ns, table='101', routes=ROUTE_STRINGS)['changed']
+    assert not route_table(ns, table='101', routes=text)['changed']
+
+    # a bad line is named by its number, and nothing changes
+    before = snapshot(ns)
+    bad = route_table(ns, table='101', routes=text.replace('192.0.2.0/24 dev wan2', '192.0.2.0/24 dev wan9'))
+    assert bad['failed'] and bad['msg'] == "routes[0] line 3.dev: no interface 'wan9' in this network namespace", bad
+    assert snapshot(ns) == before
+
+
 def test_string_form_types_multipath_list_form(netns):
     ns = lab(netns)
     strings = [

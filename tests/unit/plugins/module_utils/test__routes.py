@@ -402,6 +402,23 @@ def test_string_and_mapping_of_one_route_are_the_same_route():
     assert str(caught.value).startswith('routes[1]: conflicts with routes[0]')
 
 
+def test_a_string_of_several_lines_is_a_route_per_line():
+    """As a file of routes read with lookup('file') gives them; blank lines left out."""
+    text = '192.0.2.0/24 via 198.51.100.1 dev wan1\n\n  192.0.3.0/24 via 198.51.100.1 dev wan1  \r\n'
+    lines = normalize_routes([text, '192.0.4.0/24 dev wan2'], 'routes', 100, INTERFACES)
+    one_by_one = normalize_routes(['192.0.2.0/24 via 198.51.100.1 dev wan1', '192.0.3.0/24 via 198.51.100.1 dev wan1',
+                                   '192.0.4.0/24 dev wan2'], 'routes', 100, INTERFACES)
+    assert lines == one_by_one and len(lines) == 3
+    # the routes of one line are named by it
+    with pytest.raises(InputError) as caught:
+        normalize_routes(['192.0.2.0/24 dev wan1\n192.0.3.0/24 vai 198.51.100.1\n'], 'routes', 100, INTERFACES)
+    assert str(caught.value) == "routes[0] line 2: unknown word 'vai' in route '192.0.3.0/24 vai 198.51.100.1'"
+    with pytest.raises(InputError) as caught:
+        normalize_routes(['192.0.9.0/24 dev wan2', '192.0.2.0/24 dev wan1\n192.0.9.0/24 dev wan1'], 'tables[0].routes',
+                         100, INTERFACES)
+    assert str(caught.value).startswith('tables[0].routes[1] line 2: conflicts with tables[0].routes[0]: same dest')
+
+
 @pytest.mark.parametrize('routes,message', [
     # The second of a shape still has its dest checked, and a family of its own.
     (['192.0.2.0/24 via 198.51.100.1', 'x via 198.51.100.1'], "routes[1].dest: not an IP address or prefix: 'x'"),
