@@ -18,9 +18,9 @@ When it was itself loaded from a zip, it puts a finder first in
 ``sys.meta_path`` that loads the collection's module_utils from that zip
 itself: compiled once per run where there is no cache, and else once per
 router, kept in ``BYTECODE_DIR`` in a file named by its module and the SHA-256
-of its source and of this Python's bytecode magic number. A file found there is the compilation of exactly that source by
-this Python, so it is never stale; a file of another version of the module is
-removed when the new one is written.
+of its source and of this Python's bytecode magic number. A file found there is
+the compilation of exactly that source by this Python, so it is never stale; a
+file of another version of the module is removed when the new one is written.
 
 The directory holds code that is run, so it is used only when it is a directory
 of the user running the module that no other user can read or write (root's on
