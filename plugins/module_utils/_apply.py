@@ -314,7 +314,7 @@ def own_scope(role, pid):
     would also end the process that is to undo it. In a scope of its own (the D-Bus call
     ``systemd-run --scope`` makes, for a process that already runs) it outlives the session.
     """
-    if not os.path.isdir(_install.SYSTEMD_RUNTIME):
+    if not _install.systemd_runs():
         return None, None  # a container or a lab's namespace: no logind session to outlive
     scope = ROLLBACK_SCOPE % (role, pid)
     argv = ['busctl', 'call', '--quiet', 'org.freedesktop.systemd1', '/org/freedesktop/systemd1',

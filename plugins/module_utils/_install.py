@@ -228,6 +228,11 @@ class ServiceError(Exception):
     """systemctl refused; the message names the command and what it said."""
 
 
+def systemd_runs():
+    """Whether systemd runs this host (sd_booted(3)); not in a container or a lab's namespace."""
+    return os.path.isdir(SYSTEMD_RUNTIME)
+
+
 def unit_text(command):
     return UNIT % {'command': command}
 
@@ -239,7 +244,7 @@ def install_service(command, restart, check_mode):
     restarts to run the new one. Without systemd (a container, a network namespace
     of a lab) there is nothing to do.
     """
-    if not os.path.isdir(SYSTEMD_RUNTIME):
+    if not systemd_runs():
         return []
     commands = put_file(UNIT_PATH, unit_text(command).encode('utf-8'), 0o644, check_mode)
     unit_changed = bool(commands)
