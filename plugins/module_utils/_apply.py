@@ -652,7 +652,7 @@ class Change:
         path = section.get('file') or ((self.previous.get('sysctl') or {}).get('file'))
         if path:
             want = sysctl_text(self.role, self.sysctl_values) if self.sysctl_values else None
-            commands.extend(_put_file(self.local(path), want, 0o644, check_mode))
+            commands.extend(_install.put_file(self.local(path), want, 0o644, check_mode))
         values = dict(self.sysctl_values)
         values.update(self.sysctl_give_back)
         # A key of an interface not there yet (ppp) is set by the agent when it appears.
@@ -676,9 +676,10 @@ class Change:
         for qualified in sorted(gone_tables):
             commands.extend(_delete_nft_table(qualified, check_mode))
         for path in sorted(gone_files):
-            commands.extend(_put_file(self.local(path), None, 0o600, check_mode))
+            commands.extend(_install.put_file(self.local(path), None, 0o600, check_mode))
         if wanted:
-            commands.extend(_put_file(self.local(section['file']), section['content'], 0o600, check_mode))
+            commands.extend(_install.put_file(self.local(section['file']), section['content'], 0o600, check_mode,
+                                              directory_mode=0o700))
             commands.extend(_agent.apply_nft_file(section, check_mode, script=section['content'])['commands'])
         return {'changed': bool(commands), 'commands': commands}
 
@@ -699,7 +700,7 @@ class Change:
 
     def _state_file(self, check_mode, diff):
         want = self.saved() if self.persist else None
-        commands = _put_file(self.path, want, 0o600, check_mode)
+        commands = _install.put_file(self.path, want, 0o600, check_mode, directory_mode=0o700)
         return {'changed': bool(commands), 'commands': commands}
 
 
@@ -718,17 +719,3 @@ def _delete_nft_table(qualified, check_mode):
 def _module(change_function, spec, params, netns=None):
     # netns: the module's own option goes to every step (its files under /etc/netns/NAME).
     return _agent.module_step(change_function, spec, dict(params, netns=netns), '')
-
-
-def _put_file(path, content, mode, check_mode):
-    """Make ``path`` hold ``content`` (None: not exist); the command-like lines of what changed."""
-    have = _file_content(path)
-    if have == content:
-        return []
-    if content is None:
-        if not check_mode:
-            os.unlink(path)
-        return ['rm %s' % path]
-    if not check_mode:
-        _pending.write_file(path, content, mode)
-    return ['write %s' % path]

@@ -175,14 +175,23 @@ def install(command, library, check_mode):
     return commands
 
 
-def put_file(path, data, mode, check_mode):
-    """Make ``path`` hold ``data`` (bytes) with ``mode``; the command-like lines of what changed."""
+def put_file(path, data, mode, check_mode, directory_mode=0o755):
+    """Make ``path`` hold ``data`` (bytes or text; None: not exist) with ``mode``; the
+    command-like lines of what changed. ``directory_mode``: of the directory, when made."""
+    if isinstance(data, str):
+        data = data.encode('utf-8')
     try:
         with open(path, 'rb') as handle:
             have = handle.read()
         have_mode = os.stat(path).st_mode & 0o7777
     except (IOError, OSError):
         have, have_mode = None, None
+    if data is None:
+        if have is None:
+            return []
+        if not check_mode:
+            os.unlink(path)
+        return ['rm %s' % path]
     if have == data and have_mode == mode:
         return []
     if have == data:
@@ -190,7 +199,7 @@ def put_file(path, data, mode, check_mode):
             os.chmod(path, mode)
         return ['chmod %o %s' % (mode, path)]
     if not check_mode:
-        write_atomically(path, data, mode, directory_mode=0o755)
+        write_atomically(path, data, mode, directory_mode=directory_mode)
     return ['write %s' % path]
 
 

@@ -92,6 +92,13 @@ def test_apply_again_check_diff_and_remove(router):
     assert not again['changed'] and again['commands'] == []
     assert not run_module(MODULE, args(router, state))['changed']
 
+    # The saved state is root's alone: a file made readable to others is made private again.
+    state_file = os.path.join(router.files, 'source_routing.json')
+    os.chmod(state_file, 0o644)
+    private = run_module(MODULE, args(router, state))
+    assert private['changed'] and private['commands'] == ['chmod 600 %s' % state_file]
+    assert os.stat(state_file).st_mode & 0o777 == 0o600
+
     # table 102 comes, then 101 goes: its name, routes and rule go with it
     run_module(MODULE, args(router, state_of(router, ('101', '102'))))
     smaller = run_module(MODULE, args(router, state_of(router, ('102',))))

@@ -1,11 +1,14 @@
-"""_install: the agent's engine and command, and the message of what the router lacks (pure logic)."""
+"""_install: the agent's engine and command, the message of what the router lacks (pure logic),
+and put_file in a temporary directory."""
 import io
+import os
+import stat
 import zipfile
 
 import pytest
 
 from ansible_collections.netpolicy.routing.plugins.module_utils._install import (
-    command_text, engine_archive, engine_sources, lacking_message)
+    command_text, engine_archive, engine_sources, lacking_message, put_file)
 
 
 def test_the_engine_is_the_same_bytes_for_the_same_sources_and_importable_as_ansible_lays_it_out():
@@ -50,3 +53,29 @@ def test_ensure_says_why_it_cannot_install(monkeypatch):
     assert caught.value.packages == ['nftables', 'conntrack'] and caught.value.manager == 'apt'
     monkeypatch.setattr(_install, 'lacking', lambda: ('apt', []))
     assert _install.ensure(True, 'x', False) == []
+
+
+def _mode(path):
+    return stat.S_IMODE(os.stat(str(path)).st_mode)
+
+
+def test_put_file_says_what_it_does_and_check_mode_does_nothing(tmp_path):
+    path = tmp_path / 'state' / 'split_access.json'
+    assert put_file(str(path), 'text\n', 0o600, True, directory_mode=0o700) == ['write %s' % path]
+    assert not (tmp_path / 'state').exists()
+    assert put_file(str(path), 'text\n', 0o600, False, directory_mode=0o700) == ['write %s' % path]
+    assert path.read_bytes() == b'text\n' and _mode(path) == 0o600 and _mode(path.parent) == 0o700
+    # Text and bytes of the same content are the same file.
+    assert put_file(str(path), b'text\n', 0o600, False) == []
+    os.chmod(str(path), 0o644)
+    assert put_file(str(path), 'text\n', 0o600, True) == ['chmod 600 %s' % path]
+    assert _mode(path) == 0o644
+    assert put_file(str(path), 'text\n', 0o600, False) == ['chmod 600 %s' % path]
+    assert _mode(path) == 0o600
+    assert put_file(str(path), 'other\n', 0o600, False) == ['write %s' % path]
+    assert path.read_bytes() == b'other\n'
+    assert put_file(str(path), None, 0o600, True) == ['rm %s' % path]
+    assert path.exists()
+    assert put_file(str(path), None, 0o600, False) == ['rm %s' % path]
+    assert not path.exists()
+    assert put_file(str(path), None, 0o600, False) == []
