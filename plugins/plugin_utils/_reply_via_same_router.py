@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 
 from ansible_collections.netpolicy.routing.plugins.plugin_utils._role_input import (
-    IPV4_RE, RoleInput, is_integer, is_table_id, to_int, to_str)
+    IPV4_RE, RoleInput, is_integer, is_list, is_table_id, to_int, to_str)
 
 ROLE = 'reply_via_same_router'
 ROUTERS = 'reply_via_same_router_routers'
@@ -59,7 +59,7 @@ def role_input(variables):
         variables.get(name, DEFAULTS[name]) for name in (ROUTERS, FORWARD_INTERFACES, CONFIRM_TIMEOUT))
     errors = input_errors(routers, forward_interfaces, confirm_timeout)
     if errors:
-        return RoleInput(errors, None, None, not (_is_list(routers) and routers))
+        return RoleInput(errors, None, None, not (is_list(routers) and routers))
     # Names and interfaces were checked as text: they go on as text (a name of true
     # passes as 'True', and the agent refuses a saved state with a bool for a name).
     routers = [dict(router, name=to_str(router['name']), interface=to_str(router['interface']))
@@ -73,7 +73,7 @@ def role_input(variables):
 def input_errors(routers, forward_interfaces, confirm_timeout):
     """Every problem of the variables, one message each, naming the variable and item."""
     errors = []
-    if not _is_list(routers):
+    if not is_list(routers):
         errors.append('%s: not a list' % ROUTERS)
         routers = []
     # What the routers before the current one took: a second one is an error.
@@ -82,7 +82,7 @@ def input_errors(routers, forward_interfaces, confirm_timeout):
         errors.extend(_router_errors(index, router, taken))
     if len(routers) > MAX_MARK:  # one mark each
         errors.append('%s: more than %d entries' % (ROUTERS, MAX_MARK))
-    if not _is_list(forward_interfaces):
+    if not is_list(forward_interfaces):
         errors.append('%s: not a list' % FORWARD_INTERFACES)
     else:
         for index, interface in enumerate(forward_interfaces):
@@ -147,14 +147,14 @@ def _gateway_errors(at, gateway, gateway6):
 
 
 def _exclude_sources_errors(at, sources):
-    if not _is_list(sources):
+    if not is_list(sources):
         return ['%s.exclude_sources: not a list' % at]
     return ['%s.exclude_sources[%d]: not an IP address or prefix: %r' % (at, index, source)
             for index, source in enumerate(sources) if not _prefix_family(source)]
 
 
 def _services_errors(at, services):
-    if not _is_list(services):
+    if not is_list(services):
         return ['%s.services: not a list' % at]
     errors = []
     for index, service in enumerate(services):
@@ -183,12 +183,6 @@ def _number_errors(at, number, field, taken, usable, what):
 
 def _is_mark(value):
     return is_integer(value) and 1 <= value <= MAX_MARK
-
-
-def _is_list(value):
-    # A string or a mapping is not a list here (Jinja's ``is sequence`` took a mapping for one
-    # and iterated its keys).
-    return isinstance(value, (list, tuple))
 
 
 def _required_text(router, key):

@@ -62,6 +62,12 @@ def is_table_id(value):
     return is_integer(value) and 1 <= value <= MAX_NAMED_TABLE_ID and value not in RESERVED_IDS
 
 
+def is_list(value):
+    """A list of items. A string or a mapping is not one here (Jinja's ``is sequence``
+    took a mapping for one and iterated its keys)."""
+    return isinstance(value, (list, tuple))
+
+
 def to_str(value):
     """Jinja's ``string`` filter (None is 'None', as there)."""
     return value if isinstance(value, str) else str(value)

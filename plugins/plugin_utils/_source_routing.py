@@ -17,7 +17,7 @@ __metaclass__ = type
 import re
 
 from ansible_collections.netpolicy.routing.plugins.plugin_utils._role_input import (
-    IPV4, MANAGED, RoleInput, is_integer, is_table_id, or_default, to_int, to_str)
+    IPV4, MANAGED, RoleInput, is_integer, is_list, is_table_id, or_default, to_int, to_str)
 
 ROLE = 'source_routing'
 VARIABLE = 'source_routing_policies'
@@ -98,7 +98,7 @@ def _as_list(value, wrap_numbers=False):
     value = or_default(value, [])
     if isinstance(value, str) or (wrap_numbers and isinstance(value, (int, float))):
         return [value]
-    if isinstance(value, (list, tuple)):
+    if is_list(value):
         return list(value)
     return None
 
@@ -106,7 +106,7 @@ def _as_list(value, wrap_numbers=False):
 def _policies(given):
     """(the policies with their defaults filled in, the errors of their shape and values)."""
     given = or_default(given, [])
-    if not isinstance(given, (list, tuple)):
+    if not is_list(given):
         return [], ['%s: not a list of policies: %r' % (VARIABLE, given)]
     policies, errors = [], []
     for index, raw in enumerate(given):

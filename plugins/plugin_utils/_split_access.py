@@ -22,7 +22,7 @@ import json
 import re
 
 from ansible_collections.netpolicy.routing.plugins.plugin_utils._role_input import (
-    IPV4_RE, MANAGED, RoleInput, is_table_id, or_default, to_int, to_str)
+    IPV4_RE, MANAGED, RoleInput, is_list, is_table_id, or_default, to_int, to_str)
 
 # defaults/main.yml: what a variable is when the play does not give it.
 MONITOR_DEFAULTS = {'enabled': False, 'targets': {}, 'probe': 'icmp', 'interval': 0.5, 'down': 3, 'up': 3}
@@ -105,8 +105,8 @@ def _a_list(given, name, errors):
     """The list variable ``name``, or None: anything else is an error (the Jinja went over a
     string's characters or a dict's keys, and failed on the rest)."""
     value = given[name]
-    if isinstance(value, list):
-        return value
+    if is_list(value):
+        return list(value)
     errors.append('%s: not a list: %r' % (name, value))
     return None
 
@@ -159,7 +159,7 @@ def _forward(item, uplinks):
         'uplinks': names,
         # (uplinks that are no list: an error, and no interface)
         'interfaces': [uplink['interface'] for uplink in uplinks
-                       if isinstance(names, list) and uplink['name'] in names],
+                       if is_list(names) and uplink['name'] in names],
     }
 
 
