@@ -250,12 +250,15 @@ class RouteSocket:
 
     def dump_routes(self, family, table):
         """The routes of ``table`` (one family) as plain dicts; [] when the table does not exist."""
+        return decode_routes(family, table, self.dump_route_messages(family, table))
+
+    def dump_route_messages(self, family, table):
+        """The messages of a dump of ``table`` (one family), not decoded: [(data, offset, end)]
+        of each one's rtmsg and attributes, in the kernel's order (see decode_routes)."""
         body = _RTMSG.pack(family, 0, 0, 0, table if table < 256 else 0, 0, 0, 0, 0)
         body += _U32_ATTR.pack(8, RTA_TABLE, table)
-        routes = self._dump(RTM_GETROUTE, body, lambda data, offset, end: _decode_route(family, data, offset, end),
-                            'routes of table %d' % table)
-        # Without strict dump checking (kernel < 4.20) the filter is ours.
-        return [route for route in routes if route['table'] == table]
+        return self._dump(RTM_GETROUTE, body, lambda data, offset, end: (data, offset, end),
+                          'routes of table %d' % table)
 
     def dump_rules(self, family):
         """The rules of one family, in the kernel's order, as the messages _rules.from_netlink reads."""
@@ -458,6 +461,13 @@ def _error_text(code, flags, data, offset, end):
             if kind == NLMSGERR_ATTR_MSG:
                 text = '%s (%s)' % (_text(payload), text)
     return text
+
+
+def decode_routes(family, table, messages):
+    """The routes of ``table`` as dump_routes gives them, from dump_route_messages' ``messages``."""
+    routes = [_decode_route(family, data, offset, end) for data, offset, end in messages]
+    # Without strict dump checking (kernel < 4.20) the filter is ours.
+    return [route for route in routes if route['table'] == table]
 
 
 def _decode_route(family, data, offset, end):

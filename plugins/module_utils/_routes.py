@@ -27,16 +27,26 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
 import ipaddress
+import json
 import operator
+import os
 import socket
 import struct
+import sys
 
+from ansible_collections.netpolicy.routing.plugins.module_utils._bytecode_cache import private_directory
 from ansible_collections.netpolicy.routing.plugins.module_utils._engine import (
     ADD, DELETE, ApplyError, InputError, Kind, build_plan, execute, merge_plans)
+from ansible_collections.netpolicy.routing.plugins.module_utils import _engine
+from ansible_collections.netpolicy.routing.plugins.module_utils import _lock
 from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
+from ansible_collections.netpolicy.routing.plugins.module_utils import _rt_tables
+from ansible_collections.netpolicy.routing.plugins.module_utils import _spec
 from ansible_collections.netpolicy.routing.plugins.module_utils._module import NETNS_SPEC
-from ansible_collections.netpolicy.routing.plugins.module_utils._rt_tables import resolve_table, table_names
+from ansible_collections.netpolicy.routing.plugins.module_utils._rt_tables import (
+    resolve_table, table_names, write_atomically)
 from ansible_collections.netpolicy.routing.plugins.module_utils._spec import check_params
 
 FAMILIES = ('ipv4', 'ipv6')
@@ -699,12 +709,149 @@ class KnownRoutes:
 
 def read_routes(sock, family, table, names):
     """[route] of one table and family as the kernel has them."""
+    return _from_dump(sock.dump_routes(AF[family], table), names)
+
+
+def _from_dump(raws, names):
     routes = []
-    for raw in sock.dump_routes(AF[family], table):
+    for raw in raws:
         route = from_netlink(raw, names)
         if route is not None:
             routes.append(route)
     return routes
+
+
+class TableReads:
+    """read(family, table) of one run: each table dumped once, and decoded only when asked.
+
+    ``dump`` gives a table's messages as they came (what a Memo compares);
+    ``asked`` is every table the run read, also before a ``clear``.
+    """
+
+    def __init__(self, sock, names):
+        self.sock = sock
+        self.names = names
+        self.messages, self.routes, self.asked = {}, {}, set()
+
+    def dump(self, family, table):
+        if (family, table) not in self.messages:
+            self.messages[(family, table)] = self.sock.dump_route_messages(AF[family], table)
+        return self.messages[(family, table)]
+
+    def __call__(self, family, table):
+        self.asked.add((family, table))
+        if (family, table) not in self.routes:
+            raws = _netlink.decode_routes(AF[family], table, self.dump(family, table))
+            self.routes[(family, table)] = _from_dump(raws, self.names)
+        return self.routes[(family, table)]
+
+    def clear(self):
+        """Read the kernel again from now on (after a change)."""
+        self.messages.clear()
+        self.routes.clear()
+
+    def as_read(self):
+        """{(family, table): routes} of what was read since the last clear."""
+        return dict(self.routes)
+
+
+# ---------------------------------------------------------------- memo
+
+MEMO_DIR = '/run/netpolicy-routing/route_table'
+_MESSAGE_LENGTH = struct.Struct('=I')
+
+
+class Memo:
+    """What a run that left the kernel as it asked saw: the same run again, on the same
+    kernel state, has nothing to do, and can tell so from one dump of each table.
+
+    The plan of a run depends on its arguments, the table names, the interfaces and
+    the routes of the tables it reads, and on nothing else. A run that ended with the
+    kernel as asked (a no-op, or a change it verified) writes the SHA-256 of all of
+    these (the routes as the kernel's dump messages, undecoded) and of the code that
+    plans, with the tables it read. A later run with the same key is a no-op as
+    well, so it returns that result without decoding 10,000 routes, normalizing
+    them and planning. Anything that differs (an argument, a route the kernel added
+    or lost, an interface renamed, another version of the collection) gives another
+    key, and the run plans as always. Diff mode always plans (it shows the routes).
+
+    The files are in ``MEMO_DIR``, one per namespace and table list, mode 0600 in a
+    directory only root can read or write (a forged file could hide a change); it is
+    in /run, so a reboot empties it. Anything wrong with it (no /run, another owner, a
+    damaged file) only means the run plans as always.
+    """
+
+    def __init__(self, params, names, interfaces, directory=MEMO_DIR):
+        self.directory = directory
+        self.inputs = json.dumps([_code_version(), params, sorted(names.items()), sorted(interfaces.items())],
+                                 sort_keys=True, default=repr).encode('utf-8')
+        self.path = memo_path(directory, _lock.netns_inode(), params)
+
+    def key(self, reads, pairs):
+        """The SHA-256 of the inputs and of the tables ``pairs`` as ``reads`` dumps them."""
+        digest = hashlib.sha256(self.inputs)
+        for family, table in pairs:
+            digest.update(('\n%s %d\n' % (family, table)).encode('ascii'))
+            # Each message with its length: the same bytes cut otherwise are other routes.
+            digest.update(b''.join(_MESSAGE_LENGTH.pack(end - offset) + data[offset:end]
+                                   for data, offset, end in reads.dump(family, table)))
+        return digest.hexdigest()
+
+    def recall(self, reads):
+        """The result of a run that has nothing to do, or None when not known to be one."""
+        if _code_version() is None or not private_directory(self.directory):
+            return None
+        try:
+            with open(self.path) as handle:
+                memo = json.load(handle)
+            pairs = [(str(family), int(table)) for family, table in memo['reads']]
+            if self.key(reads, pairs) != memo['key']:
+                return None
+            return dict(memo['result'], changed=False, commands=[])
+        except (IOError, OSError, ValueError, TypeError, KeyError):
+            return None
+
+    def remember(self, reads, result):
+        """After a run that left the kernel as it asked: its key, read from the kernel now."""
+        if _code_version() is None or not private_directory(self.directory):
+            return
+        pairs = sorted(reads.asked)
+        memo = {'key': self.key(reads, pairs), 'reads': pairs,
+                'result': dict((name, result[name]) for name in ('tables', 'table') if name in result)}
+        try:
+            write_atomically(self.path, json.dumps(memo), 0o600)
+        except (IOError, OSError):
+            pass  # only slower next time
+
+
+def memo_path(directory, inode, params):
+    """The memo of the tables of ``params`` in the namespace of ``inode``: one file per
+    namespace and table list, rewritten by each run of them (so they do not pile up)."""
+    tables = [entry.get('table') for field, entry in table_entries(params)]
+    name = json.dumps([inode, tables], default=repr).encode('utf-8')
+    return os.path.join(directory, hashlib.sha256(name).hexdigest()[:32])
+
+
+_CODE = []
+
+
+def _code_version():
+    """The SHA-256 of the sources that plan (this file and those it builds on) and of the
+    Python, or None when a source cannot be read (the memo is then not used)."""
+    if not _CODE:
+        digest = hashlib.sha256(sys.version.encode('utf-8'))
+        for module in (_engine, _netlink, _rt_tables, _spec, sys.modules[__name__]):
+            loader = getattr(module, '__loader__', None)
+            try:
+                source = loader.get_source(module.__name__)
+            except (AttributeError, ImportError, IOError, OSError):
+                source = None
+            if source is None:
+                digest = None
+                break
+            digest.update(source.encode('utf-8'))
+        _CODE.append(digest.hexdigest() if digest is not None else None)
+    return _CODE[0]
 
 
 # ---------------------------------------------------------------- plan
@@ -819,13 +966,14 @@ def change(params, check_mode=False, diff=False):
     ifnames = dict((index, name) for name, index in interfaces.items())
     addresses = _Addresses()
 
-    with _netlink.RouteSocket() as sock:
-        cache = {}
+    memo = Memo(params, names, interfaces)
 
-        def read(family, table):
-            if (family, table) not in cache:
-                cache[(family, table)] = read_routes(sock, family, table, ifnames)
-            return cache[(family, table)]
+    with _netlink.RouteSocket() as sock:
+        read = TableReads(sock, ifnames)
+        if not diff:
+            known = memo.recall(read)
+            if known is not None:
+                return known
 
         # The input is checked before anything changes; reading the tables on the way
         # lets a string that is already there be taken as it is (KnownRoutes).
@@ -844,18 +992,20 @@ def change(params, check_mode=False, diff=False):
             return merge_plans([target.plan(kind, read) for target in targets])
 
         def replan():
-            cache.clear()
+            read.clear()
             return plan()
 
         first = plan()
-        before = dict(cache)
+        before = read.as_read()
         result = execute(first, kind, replan=replan, check_mode=check_mode, diff=diff)
-
-    if diff:
-        result['routes'] = routes_after(kind, first, before, targets)
-    result['tables'] = [target.table for target in targets]
-    if params.get('tables') is None:
-        result['table'] = targets[0].table
+        if diff:
+            result['routes'] = routes_after(kind, first, before, targets)
+        result['tables'] = [target.table for target in targets]
+        if params.get('tables') is None:
+            result['table'] = targets[0].table
+        if not check_mode:
+            # The kernel is as asked now (a no-op, or a change execute verified).
+            memo.remember(read, result)
     return result
 
 

@@ -24,6 +24,13 @@ description:
     changes nothing reads each table once and sends nothing. With thousands of routes, most of the task's
     time is Ansible's handling of the argument, much less so with routes given as strings, least with
     one string of lines read from a file (see C(docs/performance.md) in the collection).
+  - A run that leaves its tables as asked (no change needed, or a change made and verified) keeps a memo in
+    C(/run/netpolicy-routing/route_table), a directory only root can read or write, emptied by a reboot.
+    It is the SHA-256 of the arguments, the table names, the interfaces, the routes of the tables as the kernel
+    dumps them, and the module's code. The same run again, when one dump of each table gives the same, knows
+    from the memo that nothing is to be done, without decoding and comparing the routes again. Anything that
+    differs (a route changed behind its back, other arguments) is planned as always, and so is every run in
+    diff mode. Check mode reads the memo but does not write it.
 author:
   - netpolicy.routing contributors (!UNKNOWN)
 extends_documentation_fragment:

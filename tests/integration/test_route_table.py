@@ -1,6 +1,10 @@
 """netpolicy.routing.route_table against the real kernel, in a fresh namespace per test."""
+import json
+import os
+
 import pytest
 
+from ansible_collections.netpolicy.routing.plugins.module_utils._routes import MEMO_DIR, memo_path
 from tests.helpers.modules import run_module
 
 DEBIAN_PYTHON = '/usr/bin/python3'
@@ -157,6 +161,43 @@ def test_routes_one_per_line_as_a_file_gives_them(netns):
     bad = route_table(ns, table='101', routes=text.replace('192.0.2.0/24 dev wan2', '192.0.2.0/24 dev wan9'))
     assert bad['failed'] and bad['msg'] == "routes[0] line 3.dev: no interface 'wan9' in this network namespace", bad
     assert snapshot(ns) == before
+
+
+def test_a_rerun_on_an_unchanged_table_is_known_from_its_dump(netns):
+    ns = lab(netns)
+    routes = ['100.64.1.0/24 via 198.51.100.1 dev wan1', '100.64.2.0/24 via 203.0.113.1 dev wan2']
+    path = memo_path(MEMO_DIR, os.stat('/run/netns/' + ns.name).st_ino, {'table': '130'})
+    assert route_table(ns, table='130', routes=routes, check=True)['changed']
+    assert not os.path.exists(path)  # check mode writes no memo
+    assert route_table(ns, table='130', routes=routes)['changed']
+    with open(path) as handle:
+        memo = json.load(handle)
+    assert memo['reads'] == [['ipv4', 130]] and memo['result'] == {'tables': [130], 'table': 130}
+
+    # The rerun returns from the memo: a result only the memo holds proves it.
+    memo['result']['tables'] = [130, 'from the memo']
+    with open(path, 'w') as handle:
+        json.dump(memo, handle)
+    for check in (False, True):
+        rerun = route_table(ns, table='130', routes=routes, check=check)
+        assert not rerun['changed'] and rerun['commands'] == [] and rerun['tables'] == [130, 'from the memo']
+    # Diff mode plans (it shows the routes), and writes the memo again.
+    shown = route_table(ns, table='130', routes=routes, diff=True)
+    assert not shown['changed'] and shown['tables'] == [130] and len(shown['routes']) == 2
+
+    # A route changed behind the module's back, or other arguments: planned as always.
+    ns.ip('route', 'replace', '100.64.2.0/24', 'via', '198.51.100.1', 'dev', 'wan1', 'table', '130')
+    fixed = route_table(ns, table='130', routes=routes)
+    assert fixed['commands'] == ['ip route replace 100.64.2.0/24 via 203.0.113.1 dev wan2 table 130'], fixed
+    assert not route_table(ns, table='130', routes=routes)['changed']
+    fewer = route_table(ns, table='130', routes=routes[:1], purge=True)
+    assert fewer['commands'] == ['ip route del 100.64.2.0/24 via 203.0.113.1 dev wan2 table 130'], fewer
+    assert show(ns, 130) == ['100.64.1.0/24 via 198.51.100.1 dev wan1']
+
+    # A damaged memo is not used.
+    with open(path, 'w') as handle:
+        handle.write('{"key": ')
+    assert route_table(ns, table='130', routes=routes[:1], purge=True)['tables'] == [130]
 
 
 def test_string_form_types_multipath_list_form(netns):

@@ -1,4 +1,6 @@
-"""Routes as values: normalize, identity, netlink round trip, command text, planning (no kernel)."""
+"""Routes as values: normalize, identity, netlink round trip, command text, planning, the memo
+of a no-op (no kernel)."""
+import os
 import socket
 
 import pytest
@@ -6,7 +8,7 @@ import pytest
 from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
 from ansible_collections.netpolicy.routing.plugins.module_utils._engine import ADD, DELETE, REPLACE, InputError
 from ansible_collections.netpolicy.routing.plugins.module_utils._routes import (
-    KnownRoutes, RouteKind, TableTarget, _ipv4_prefix, complete, from_netlink, key, normalize_excludes, normalize_route,
+    KnownRoutes, Memo, RouteKind, TableTarget, _ipv4_prefix, complete, from_netlink, key, normalize_excludes, normalize_route,
     normalize_routes, parse_route_text, route_options, route_shape, spec_text, table_entries, to_request)
 
 INTERFACES = {'lo': 1, 'wan1': 2, 'wan2': 3}
@@ -491,3 +493,60 @@ def test_known_routes_keep_the_family_and_the_conflict_checks():
                          known=known.get)
     assert str(caught.value).startswith('routes[1]: conflicts with routes[0]')
     assert read == ['ipv4']   # once, and only the family the strings have
+
+
+class FakeReads:
+    """TableReads' dump and asked, over messages given as bytes per (family, table)."""
+
+    def __init__(self, dumps):
+        self.dumps = dumps
+        self.asked = set(dumps)
+
+    def dump(self, family, table):
+        data = b'..' + b''.join(self.dumps[(family, table)])
+        messages, offset = [], 2
+        for message in self.dumps[(family, table)]:
+            messages.append((data, offset, offset + len(message)))
+            offset += len(message)
+        return messages
+
+
+PARAMS = {'table': '100', 'routes': ['10.0.0.0/8 via 198.51.100.1'], 'netns': 'lab'}
+DUMPS = {('ipv4', 100): [b'route one', b'route two']}
+
+
+def test_a_memo_knows_a_rerun_on_the_same_inputs_and_nothing_else(tmp_path):
+    directory = str(tmp_path / 'memo')
+    result = {'changed': False, 'commands': [], 'tables': [100], 'table': 100}
+
+    def memo(params=None, names=None, interfaces=None):
+        return Memo(params or PARAMS, names or {'main': 254}, interfaces or INTERFACES, directory=directory)
+
+    assert memo().recall(FakeReads(DUMPS)) is None  # nothing remembered yet
+    memo().remember(FakeReads(DUMPS), dict(result, changed=True, commands=['ip route add ...']))
+    assert os.stat(directory).st_mode & 0o777 == 0o700
+    assert os.stat(memo().path).st_mode & 0o777 == 0o600
+    # The same run again has nothing to do: the result of a no-op, with the same tables.
+    assert memo().recall(FakeReads(DUMPS)) == result
+    # Anything that differs plans as always.
+    assert memo().recall(FakeReads({('ipv4', 100): [b'route one', b'route 2']})) is None
+    assert memo().recall(FakeReads({('ipv4', 100): [b'route one']})) is None
+    assert memo(params=dict(PARAMS, routes=['10.0.0.0/8 via 198.51.100.9'])).recall(FakeReads(DUMPS)) is None
+    assert memo(names={'main': 254, 'isp1': 100}).recall(FakeReads(DUMPS)) is None
+    assert memo(interfaces={'lo': 1, 'wan1': 3, 'wan2': 2}).recall(FakeReads(DUMPS)) is None
+    # The message boundaries count, not only the bytes.
+    assert memo().recall(FakeReads({('ipv4', 100): [b'route on', b'eroute two']})) is None
+
+
+def test_a_memo_that_cannot_be_trusted_is_not_used(tmp_path):
+    directory = tmp_path / 'memo'
+    memo = Memo(PARAMS, {}, INTERFACES, directory=str(directory))
+    memo.remember(FakeReads(DUMPS), {'tables': [100], 'table': 100})
+    with open(memo.path, 'a') as handle:
+        handle.write('damaged')
+    assert memo.recall(FakeReads(DUMPS)) is None
+    memo.remember(FakeReads(DUMPS), {'tables': [100], 'table': 100})
+    assert memo.recall(FakeReads(DUMPS)) is not None
+    # Readable by others: someone else could have written it.
+    os.chmod(str(directory), 0o755)
+    assert memo.recall(FakeReads(DUMPS)) is None
