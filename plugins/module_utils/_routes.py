@@ -797,9 +797,12 @@ class Memo:
                                    for data, offset, end in reads.dump(family, table)))
         return digest.hexdigest()
 
+    def usable(self):
+        return _code_version() is not None and private_directory(self.directory)
+
     def recall(self, reads):
         """The result of a run that has nothing to do, or None when not known to be one."""
-        if _code_version() is None or not private_directory(self.directory):
+        if not self.usable():
             return None
         try:
             with open(self.path) as handle:
@@ -813,7 +816,7 @@ class Memo:
 
     def remember(self, reads, result):
         """After a run that left the kernel as it asked: its key, read from the kernel now."""
-        if _code_version() is None or not private_directory(self.directory):
+        if not self.usable():
             return
         pairs = sorted(reads.asked)
         memo = {'key': self.key(reads, pairs), 'reads': pairs,
