@@ -27,6 +27,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -835,26 +836,21 @@ def memo_path(directory, inode, params):
     return os.path.join(directory, hashlib.sha256(name).hexdigest()[:32])
 
 
-_CODE = []
-
-
+@functools.lru_cache(maxsize=None)
 def _code_version():
     """The SHA-256 of the sources that plan (this file and those it builds on) and of the
     Python, or None when a source cannot be read (the memo is then not used)."""
-    if not _CODE:
-        digest = hashlib.sha256(sys.version.encode('utf-8'))
-        for module in (_engine, _netlink, _rt_tables, _spec, sys.modules[__name__]):
-            loader = getattr(module, '__loader__', None)
-            try:
-                source = loader.get_source(module.__name__)
-            except (AttributeError, ImportError, IOError, OSError):
-                source = None
-            if source is None:
-                digest = None
-                break
-            digest.update(source.encode('utf-8'))
-        _CODE.append(digest.hexdigest() if digest is not None else None)
-    return _CODE[0]
+    digest = hashlib.sha256(sys.version.encode('utf-8'))
+    for module in (_engine, _netlink, _rt_tables, _spec, sys.modules[__name__]):
+        loader = getattr(module, '__loader__', None)
+        try:
+            source = loader.get_source(module.__name__)
+        except (AttributeError, ImportError, IOError, OSError):
+            source = None
+        if source is None:
+            return None
+        digest.update(source.encode('utf-8'))
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- plan
