@@ -163,19 +163,23 @@ class _Addresses:
         return found
 
 
+# The canonical IPv4 prefix lengths, and the host bits of each.
+_IPV4_LENGTHS = dict((str(bits), bits) for bits in range(33))
+_IPV4_HOST_BITS = [(1 << (32 - bits)) - 1 for bits in range(33)]
+
+
 def _ipv4_prefix(text):
     """(family, dest) of a canonical IPv4 prefix without the cost of ipaddress, else None."""
     address, slash, length = text.partition('/')
-    if not slash or not length.isdigit() or int(length) > 32:
+    bits = _IPV4_LENGTHS.get(length)
+    if bits is None:
         return None
     try:
-        packed = socket.inet_pton(socket.AF_INET, address)
+        packed = socket.inet_pton(socket.AF_INET, address)  # refuses leading zeros, as canonical text has none
     except (OSError, socket.error):
         return None
-    bits = int(length)
-    value = struct.unpack('!I', packed)[0]
-    if value & ((1 << (32 - bits)) - 1) or text != '%s/%d' % (address, bits):
-        return None  # host bits set, or not canonical: ipaddress says what is wrong
+    if int.from_bytes(packed, 'big') & _IPV4_HOST_BITS[bits]:
+        return None  # host bits set: ipaddress says what is wrong
     return 'ipv4', 'default' if bits == 0 else text
 
 

@@ -87,6 +87,12 @@ def test_absent_routes_need_only_a_dest():
     ('192.0.2.0', None),        # no length
     ('192.000.2.0/24', None),   # not canonical
     ('192.0.2.0/33', None),
+    ('192.0.2.0/024', None),    # not canonical
+    ('192.0.2.0/+24', None),
+    ('192.0.2.0/\uff12\uff14', None),  # digits, but not ASCII ones
+    ('192.0.2.0/', None),
+    ('192.0.2/24', None),
+    ('192.0.2.7/32', ('ipv4', '192.0.2.7/32')),
     ('2001:db8::/32', None),
 ])
 def test_ipv4_prefix_fast_path(text, expected):
