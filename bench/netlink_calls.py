@@ -79,7 +79,8 @@ def main():
                              'priority': 0, 'flags': 0, 'proto': 3, 'scope': 0, 'type': 1,
                              'gateway': '198.51.100.1', 'oif': oif}) for dest in dests()]
         with _netlink.RouteSocket() as sock:
-            done, failure = timed('RouteSocket.send_routes (batched)', lambda: sock.send_routes(requests))
+            done, failure = timed('RouteSocket.send_routes (batched)', lambda: sock.send_routes(
+                [(action, _netlink.encode_route(route)) for action, route in requests]))
             assert failure is None and len(done) == COUNT, failure
             routes = timed('RouteSocket.dump_routes', lambda: sock.dump_routes(socket.AF_INET, TABLE))
             assert len(routes) == COUNT

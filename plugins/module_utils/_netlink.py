@@ -316,7 +316,7 @@ class RouteSocket:
                 found.append(decode(data, offset, end))
 
     def send_routes(self, requests):
-        """Send ``requests`` [(action, route dict)] in order; stop after the batch where one fails.
+        """Send ``requests`` [(action, encode_route of a route dict)] in order; stop after the batch where one fails.
 
         Returns (done, failure): ``done`` the indexes the kernel accepted,
         ``failure`` None or (index, errno, message) of the first refused one.
@@ -324,7 +324,7 @@ class RouteSocket:
         batch may have been accepted too, and are in ``done``.
         """
         done, failure = [], None
-        for start, chunk in _batches([_encode_route(route) for action, route in requests]):
+        for start, chunk in _batches([body for action, body in requests]):
             first = self.seq + 1
             last = first + len(chunk) - 1
             # The kernel answers a request that fails whether or not it asked for
@@ -463,6 +463,25 @@ def _error_text(code, flags, data, offset, end):
     return text
 
 
+# Where a route's RTA_DST is, as the kernel writes a route (fib_dump_info, rt6_fill_node)
+# and as encode_route does: right after the rtmsg and its 8-byte RTA_TABLE attribute.
+_TABLE_ATTR_HEADER = _RTATTR.pack(8, RTA_TABLE)
+_DST_ATTR_AT = _RTMSG.size + 8
+_DST_ATTR_HEADERS = {socket.AF_INET: _RTATTR.pack(8, RTA_DST), socket.AF_INET6: _RTATTR.pack(20, RTA_DST)}
+
+
+def dst_span(family, data, offset, end):
+    """(start, stop) of the destination address in a route message (its rtmsg at ``offset``),
+    where the kernel and encode_route put it; None for a route without one or laid out otherwise."""
+    header = _DST_ATTR_HEADERS.get(family)
+    at = offset + _DST_ATTR_AT
+    if header is None or data[offset + _RTMSG.size:offset + _RTMSG.size + 4] != _TABLE_ATTR_HEADER \
+            or data[at:at + 4] != header:
+        return None
+    stop = at + _RTATTR.unpack(header)[0]
+    return (at + 4, stop) if stop <= end else None
+
+
 def decode_routes(family, table, messages):
     """The routes of ``table`` as dump_routes gives them, from dump_route_messages' ``messages``."""
     routes = [_decode_route(family, data, offset, end) for data, offset, end in messages]
@@ -515,7 +534,7 @@ def _decode_nexthops(family, data):
     return nexthops
 
 
-def _encode_route(route):
+def encode_route(route):
     """rtmsg + attributes of a route dict (the keys _decode_route returns)."""
     family = route['family']
     table = route['table']

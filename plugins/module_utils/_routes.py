@@ -170,7 +170,7 @@ _IPV4_HOST_BITS = [(1 << (32 - bits)) - 1 for bits in range(33)]
 
 def _ipv4_prefix(text):
     """(family, dest) of a canonical IPv4 prefix without the cost of ipaddress, else None."""
-    address, slash, length = text.partition('/')
+    address, _, length = text.partition('/')
     bits = _IPV4_LENGTHS.get(length)
     if bits is None:
         return None
@@ -522,12 +522,7 @@ def from_netlink(raw, names):
     family = FAMILY_OF_AF.get(raw['family'])
     if route_type is None or family is None or raw['src_len']:
         return None
-    if raw['dst_len'] == 0:
-        dest = 'default'
-    elif family == 'ipv4':
-        dest = '%s/%d' % (raw['dst'], raw['dst_len'])
-    else:
-        dest = str(ipaddress.ip_network('%s/%d' % (raw['dst'], raw['dst_len'])))
+    dest = _dest(family, raw['dst'], raw['dst_len'])
     unicast = route_type == 'unicast'
     nexthops = None
     onlink = bool(raw['flags'] & RTNH_F_ONLINK)
@@ -546,6 +541,15 @@ def from_netlink(raw, names):
             'scope': scope,
             'proto': PROTO_NAMES.get(raw['proto'], str(raw['proto'])),
             'onlink': onlink, 'nexthops': nexthops}
+
+
+def _dest(family, address, prefix_length):
+    """The dest of a route the kernel gave as an address (text) and a prefix length."""
+    if prefix_length == 0:
+        return 'default'
+    if family == 'ipv4':
+        return '%s/%d' % (address, prefix_length)
+    return str(ipaddress.ip_network('%s/%d' % (address, prefix_length)))
 
 
 def _canonical(family, address):
@@ -581,12 +585,22 @@ def to_request(action, route, interfaces):
     return request
 
 
+# Every attribute of a route but its dest and table: routes of a table alike in all of
+# these differ only in the dest (its word in their text, its address in their requests).
+_kind_of = operator.itemgetter('family', 'tos', 'metric', 'type', 'gateway', 'dev', 'src', 'scope', 'proto', 'onlink',
+                               'nexthops')
+
+
 def spec_text(route, label):
     """The route as ``ip route`` arguments (kernel defaults left out); no table word if ``label`` is None."""
+    lead, rest = _spec_words(route, label)
+    return ' '.join(lead + [route['dest']] + rest)
+
+
+def _spec_words(route, label):
+    """The words of spec_text before the dest and after it."""
+    lead = [route['type']] if route['type'] != 'unicast' else []
     parts = []
-    if route['type'] != 'unicast':
-        parts.append(route['type'])
-    parts.append(route['dest'])
     if route['gateway']:
         parts.extend(('via', route['gateway']))
     if route['dev']:
@@ -612,7 +626,31 @@ def spec_text(route, label):
             parts.extend(('weight', str(weight)))
             if route['onlink']:
                 parts.append('onlink')
-    return ' '.join(parts)
+    return lead, parts
+
+
+class SpecTexts:
+    """spec_text of many routes: the words around the dest are made once per shape.
+
+    Routes alike in all but their dest (a table of 10,000 routes has a few such
+    shapes) differ in their text only by the dest word. ``label(table)`` gives the
+    table word, or None for none.
+    """
+
+    def __init__(self, label):
+        self.label = label
+        self.around = {}
+
+    def __call__(self, route):
+        shape = (route['table'], _kind_of(route))
+        around = self.around.get(shape)
+        if around is None:
+            lead, rest = _spec_words(route, self.label(route['table']))
+            around = self.around[shape] = (''.join(word + ' ' for word in lead), ''.join(' ' + word for word in rest))
+        return around[0] + route['dest'] + around[1]
+
+
+_VERBS = {ADD: 'add', DELETE: 'del'}
 
 
 class RouteKind(Kind):
@@ -622,9 +660,9 @@ class RouteKind(Kind):
         self.sock = sock
         self.interfaces = interfaces
         self.labels = labels
-        # The same route is rendered up to four times (command, diff before and
-        # after, result): with 10,000 routes that shows.
-        self.specs = {}
+        self.spec = SpecTexts(self.label)
+        # The encoded request of each shape of route and action, around its destination address.
+        self.requests = {}
 
     def key(self, item):
         return key(item)
@@ -632,16 +670,8 @@ class RouteKind(Kind):
     def label(self, table):
         return self.labels.get(table, str(table))
 
-    def spec(self, item):
-        # By identity, keeping the item alive so its id is not reused: most renders are
-        # of the very same dicts (the kernel's routes in diff before, after and result).
-        found = self.specs.get(id(item))
-        if found is None or found[0] is not item:
-            found = self.specs[id(item)] = (item, spec_text(item, self.label(item['table'])))
-        return found[1]
-
     def text(self, action, item):
-        verb = {ADD: 'add', DELETE: 'del'}.get(action, 'replace')
+        verb = _VERBS.get(action, 'replace')
         prefix = 'ip -6 route' if item['family'] == 'ipv6' else 'ip route'
         return '%s %s %s' % (prefix, verb, self.spec(item))
 
@@ -650,17 +680,30 @@ class RouteKind(Kind):
         return text if item['family'] == 'ipv4' else 'ipv6 ' + text
 
     def apply(self, ops):
-        requests = [(op.action, to_request(op.action, op.item, self.interfaces)) for op in ops]
-        done, failure = self.sock.send_routes(requests)
+        done, failure = self.sock.send_routes([(op.action, self.request(op.action, op.item)) for op in ops])
         if failure is not None:
             index, code, message = failure
             raise ApplyError(message, applied=[ops[i] for i in done], failed=ops[index])
 
 
-# Every attribute of a route but its dest and table: routes of a table alike in all of
-# these differ only in the dest word of their text.
-_kind_of = operator.itemgetter('family', 'tos', 'metric', 'type', 'gateway', 'dev', 'src', 'scope', 'proto', 'onlink',
-                               'nexthops')
+    def request(self, action, route):
+        """The netlink request of ``action`` on ``route``, encoded: once per shape of route (all
+        but the dest), then for each route of it with its own destination address put in."""
+        dest = route['dest']
+        encode = _netlink.encode_route
+        if dest == 'default':
+            return encode(to_request(action, route, self.interfaces))
+        address, _, length = dest.partition('/')
+        shape = (action, length, route['table'], _kind_of(route))
+        if shape not in self.requests:
+            request = encode(to_request(action, route, self.interfaces))
+            span = _netlink.dst_span(AF[route['family']], request, 0, len(request))
+            self.requests[shape] = None if span is None else (request[:span[0]], request[span[1]:])
+            return request
+        around = self.requests[shape]
+        if around is None:
+            return encode(to_request(action, route, self.interfaces))
+        return around[0] + socket.inet_pton(AF[route['family']], address) + around[1]
 
 
 class KnownRoutes:
@@ -694,8 +737,9 @@ class KnownRoutes:
 
     def _texts(self, family):
         texts, verified = {}, {}
+        text_of = SpecTexts(lambda table: None)
         for route in self.read(family, self.table):
-            text = spec_text(route, None)
+            text = text_of(route)
             kind = (route['dest'] == 'default', _kind_of(route))
             good = verified.get(kind)
             if good is None:
@@ -714,13 +758,35 @@ class KnownRoutes:
 
 def read_routes(sock, family, table, names):
     """[route] of one table and family as the kernel has them."""
-    return _from_dump(sock.dump_routes(AF[family], table), names)
+    return routes_of_dump(family, table, sock.dump_route_messages(AF[family], table), names)
 
 
-def _from_dump(raws, names):
-    routes = []
-    for raw in raws:
-        route = from_netlink(raw, names)
+def routes_of_dump(family, table, messages, names):
+    """[route] of the messages of a dump of one table and family (dump_route_messages).
+
+    Two messages alike in every byte but the destination address give the same
+    route but for dest: each such shape is decoded once, and the other routes of
+    it are copies with their dest (a table of 10,000 routes has a few shapes).
+    """
+    af = AF[family]
+    routes, shapes = [], {}
+    for data, offset, end in messages:
+        span = _netlink.dst_span(af, data, offset, end)
+        shape = None
+        if span is not None:
+            start, stop = span
+            shape = data[offset:start] + data[stop:end]
+            if shape in shapes:
+                template = shapes[shape]
+                if template is not None:
+                    # The rtmsg is part of the shape, its prefix length (second byte) too.
+                    address = socket.inet_ntop(af, data[start:stop])
+                    routes.append(dict(template, dest=_dest(family, address, data[offset + 1])))
+                continue
+        raws = _netlink.decode_routes(af, table, [(data, offset, end)])
+        route = from_netlink(raws[0], names) if raws else None
+        if shape is not None:
+            shapes[shape] = route
         if route is not None:
             routes.append(route)
     return routes
@@ -746,8 +812,7 @@ class TableReads:
     def __call__(self, family, table):
         self.asked.add((family, table))
         if (family, table) not in self.routes:
-            raws = _netlink.decode_routes(AF[family], table, self.dump(family, table))
-            self.routes[(family, table)] = _from_dump(raws, self.names)
+            self.routes[(family, table)] = routes_of_dump(family, table, self.dump(family, table), self.names)
         return self.routes[(family, table)]
 
     def clear(self):

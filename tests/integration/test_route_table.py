@@ -1,10 +1,13 @@
 """netpolicy.routing.route_table against the real kernel, in a fresh namespace per test."""
 import json
 import os
+import socket
 
 import pytest
 
-from ansible_collections.netpolicy.routing.plugins.module_utils._routes import MEMO_DIR, memo_path
+from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
+from ansible_collections.netpolicy.routing.plugins.module_utils._routes import MEMO_DIR, from_netlink, memo_path, routes_of_dump
+from tests.helpers.fuzz import in_child
 from tests.helpers.modules import run_module
 
 DEBIAN_PYTHON = '/usr/bin/python3'
@@ -345,6 +348,43 @@ def test_every_type_onlink_src_scope(netns):
     changed = [dict(routes[0], type='prohibit')] + routes[1:]
     assert route_table(ns, table='104', routes=changed)['commands'] == [
         'ip route replace prohibit 192.0.2.0/26 table 104']
+
+
+def test_the_kernel_dumps_routes_as_the_shape_reading_expects(netns):
+    """routes_of_dump decodes a message once per shape only if the kernel writes RTA_DST right
+    after RTA_TABLE, as encode_route does: it does, for both families and every kind of route;
+    and what it reads is what decoding every message gives."""
+    ns = lab(netns)
+    routes = ['192.0.2.%d/32 via 198.51.100.1 dev wan1' % last for last in range(8)] + [
+        '198.18.0.0/24 via 192.168.77.1 dev wan1 onlink', '198.18.1.0/24 dev wan2 src 203.0.113.2 scope global',
+        'blackhole 192.0.3.0/24', '198.18.2.0/24 nexthop via 198.51.100.1 dev wan1 nexthop via 203.0.113.1 dev wan2',
+        'default via 198.51.100.1 dev wan1', 'unreachable default metric 7'] + [
+        '2001:db8:%x::/48 via 2001:db8:1::1 dev wan1' % index for index in range(8)] + [
+        'blackhole 2001:db8:66::/48', 'default via 2001:db8:2::1 dev wan2 metric 5']
+    assert route_table(ns, table='105', routes=routes)['changed']
+
+    def read():
+        _netlink.enter_netns(ns.name)
+        names = dict((index, name) for name, index in _netlink.interface_map().items())
+        found = {}
+        with _netlink.RouteSocket() as sock:
+            for family, af in (('ipv4', socket.AF_INET), ('ipv6', socket.AF_INET6)):
+                for table in (105, 254):
+                    messages = sock.dump_route_messages(af, table)
+                    spans = [_netlink.dst_span(af, *message) for message in messages]
+                    decoded = [from_netlink(raw, names) for raw in _netlink.decode_routes(af, table, messages)]
+                    found[(family, table)] = (
+                        sum(1 for message in messages if message[0][message[1] + 1]),  # dst_len: has a dest
+                        sum(1 for span in spans if span is not None),
+                        routes_of_dump(family, table, messages, names),
+                        [route for route in decoded if route is not None])
+        return found
+
+    found = in_child(read)
+    for (family, table), (with_dest, spans, shaped, decoded) in found.items():
+        assert spans == with_dest > 0, (family, table)
+        assert shaped == decoded, (family, table)
+    assert len(found[('ipv4', 105)][2]) == 14 and len(found[('ipv6', 105)][2]) == 10
 
 
 def test_copy_from_main_without_default(netns):

@@ -8,8 +8,9 @@ import pytest
 from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
 from ansible_collections.netpolicy.routing.plugins.module_utils._engine import ADD, DELETE, REPLACE, InputError
 from ansible_collections.netpolicy.routing.plugins.module_utils._routes import (
-    KnownRoutes, Memo, RouteKind, TableTarget, _ipv4_prefix, complete, from_netlink, key, normalize_excludes, normalize_route,
-    normalize_routes, parse_route_text, route_options, route_shape, spec_text, table_entries, to_request)
+    KnownRoutes, Memo, RouteKind, SpecTexts, TableTarget, _ipv4_prefix, complete, from_netlink, key, normalize_excludes,
+    normalize_route, normalize_routes, parse_route_text, route_options, route_shape, routes_of_dump, spec_text, table_entries,
+    to_request)
 
 INTERFACES = {'lo': 1, 'wan1': 2, 'wan2': 3}
 NAMES = dict((index, name) for name, index in INTERFACES.items())
@@ -136,7 +137,7 @@ def test_netlink_round_trip(spec):
     """What we send decodes back to the same route, as the kernel would dump it."""
     wanted = route(**spec)
     request = to_request(ADD, wanted, INTERFACES)
-    data = _netlink._encode_route(request)
+    data = _netlink.encode_route(request)
     raw = _netlink._decode_route(request['family'], data, 0, len(data))
     assert from_netlink(raw, NAMES) == wanted
 
@@ -149,7 +150,7 @@ def test_delete_request_matches_by_identity_only():
 
 def test_large_table_ids_travel_in_rta_table():
     wanted = normalize_route({'dest': 'default', 'dev': 'wan1'}, 'routes[0]', 4000000000, INTERFACES)
-    data = _netlink._encode_route(to_request(ADD, wanted, INTERFACES))
+    data = _netlink.encode_route(to_request(ADD, wanted, INTERFACES))
     assert data[4] == 0  # rtm_table: RT_TABLE_UNSPEC, the id is in RTA_TABLE
     assert _netlink._decode_route(socket.AF_INET, data, 0, len(data))['table'] == 4000000000
 
@@ -170,6 +171,88 @@ def test_from_netlink_skips_what_is_not_ours():
     assert connected['proto'] == 'kernel' and connected['scope'] == 'link' and not connected['onlink']
     assert from_netlink(_raw(type=6, oif=1, family=socket.AF_INET6, dst='2001:db8::', dst_len=32,
                              priority=1024, scope=0, prefsrc=None), NAMES)['dev'] is None
+
+
+def _message(wanted, action=ADD):
+    """One message of a dump as dump_route_messages gives it: (data, offset of the rtmsg, end)."""
+    data = b'pad' + _netlink.encode_route(to_request(action, wanted, INTERFACES))
+    return data, 3, len(data)
+
+
+# Routes that come in shapes: alike but for their dest, or but for one other attribute.
+SHAPED = [route(dest='192.0.%d.0/24' % third, gateway='198.51.100.1', dev='wan1') for third in range(4)] + [
+    route(dest='192.0.9.0/24', gateway='198.51.100.1', dev='wan1', metric=5),
+    route(dest='192.0.10.0/24', gateway='198.51.100.9', dev='wan1'),
+    route(dest='192.0.11.0/25', gateway='198.51.100.1', dev='wan1'),
+    route(dest='192.0.11.128/25', gateway='198.51.100.1', dev='wan1'),
+    route(dest='192.0.12.0/24', dev='wan2', proto='static', src='198.51.100.2'),
+    route(dest='192.0.13.0/24', dev='wan2', proto='static', src='198.51.100.2'),
+    route(dest='10.0.0.0/8', type='blackhole'),
+    route(dest='default', gateway='198.51.100.1', dev='wan1'),
+    route(dest='172.16.0.0/12', nexthops=[{'gateway': '198.51.100.1', 'dev': 'wan1', 'weight': 3},
+                                          {'gateway': '203.0.113.1', 'dev': 'wan2'}], onlink=True),
+    route(dest='172.32.0.0/12', nexthops=[{'gateway': '198.51.100.1', 'dev': 'wan1', 'weight': 3},
+                                          {'gateway': '203.0.113.1', 'dev': 'wan2'}], onlink=True),
+]
+SHAPED_V6 = [route(dest='2001:db8:%x::/48' % index, gateway='2001:db8:1::1', dev='wan1') for index in range(3)] + [
+    route(dest='2001:db8:ff::/64', gateway='2001:db8:1::1', dev='wan1', metric=7),
+    route(dest='default', family='ipv6', type='unreachable'),
+]
+
+
+@pytest.mark.parametrize('family,routes', [('ipv4', SHAPED), ('ipv6', SHAPED_V6)])
+def test_routes_of_dump_decode_each_shape_once(family, routes, monkeypatch):
+    """A dump's routes are those of decoding each message, but each shape of message is decoded once."""
+    decoded = []
+    decode_routes = _netlink.decode_routes
+    monkeypatch.setattr(_netlink, 'decode_routes', lambda *args: decoded.append(args) or decode_routes(*args))
+    messages = [_message(wanted) for wanted in routes]
+    assert routes_of_dump(family, 100, messages, NAMES) == routes
+    shapes = set((wanted['dest'].partition('/')[2], str(dict(wanted, dest=None))) for wanted in routes)
+    assert len(decoded) == len(shapes) < len(routes)
+
+
+def test_routes_of_dump_keep_what_decoding_leaves_out():
+    """The routes of other tables (kernels before 4.20 do not filter a dump) and of types the
+    kernel keeps for itself are left out, also when a later message has their shape."""
+    mine = route(dest='192.0.2.0/24', dev='wan1')
+    other_table = [_message(dict(mine, table=101, dest='192.0.%d.0/24' % third)) for third in (3, 4)]
+    local = []
+    for third in (5, 6):
+        data = _netlink.encode_route(dict(to_request(ADD, dict(mine, dest='192.0.%d.0/24' % third), INTERFACES), type=2))
+        local.append((data, 0, len(data)))
+    assert routes_of_dump('ipv4', 100, other_table + local + [_message(mine)], NAMES) == [mine]
+
+
+def test_routes_of_dump_read_a_message_laid_out_otherwise():
+    """A destination that is not right after RTA_TABLE is found by decoding the whole message."""
+    wanted = route(dest='192.0.2.0/24', gateway='198.51.100.1', dev='wan1', metric=9)
+    data = _netlink.encode_route(to_request(ADD, wanted, INTERFACES))
+    header = 12 + 8
+    dst, rest = data[header:header + 8], data[header + 8:]
+    moved = data[:header] + rest + dst  # RTA_DST last
+    assert _netlink.dst_span(socket.AF_INET, moved, 0, len(moved)) is None
+    assert _netlink.dst_span(socket.AF_INET, data, 0, len(data)) == (header + 4, header + 8)
+    others = [route(dest='192.0.%d.0/24' % third, gateway='198.51.100.1', dev='wan1', metric=9) for third in (3, 4)]
+    messages = [_message(others[0]), (moved, 0, len(moved)), _message(others[1])]
+    assert routes_of_dump('ipv4', 100, messages, NAMES) == [others[0], wanted, others[1]]
+
+
+@pytest.mark.parametrize('action', [ADD, DELETE, REPLACE])
+def test_kind_requests_are_each_route_encoded(action):
+    """RouteKind.request encodes a shape once and puts each route's own dest in: the same bytes."""
+    kind = RouteKind(None, INTERFACES, {})
+    for wanted in SHAPED + SHAPED_V6 + [route(**spec) for spec in ROUND_TRIP]:
+        assert kind.request(action, wanted) == _netlink.encode_route(to_request(action, wanted, INTERFACES))
+    assert len(kind.requests) < len(SHAPED + SHAPED_V6 + ROUND_TRIP)
+
+
+def test_spec_texts_are_spec_text():
+    texts = SpecTexts(lambda table: 'isp1')
+    for wanted in SHAPED + SHAPED_V6 + [route(**spec) for spec in ROUND_TRIP]:
+        assert texts(wanted) == spec_text(wanted, 'isp1')
+        assert SpecTexts(lambda table: None)(wanted) == spec_text(wanted, None)
+    assert len(texts.around) < len(SHAPED + SHAPED_V6 + ROUND_TRIP)
 
 
 def test_spec_text_and_kind_text():
