@@ -170,7 +170,7 @@ _IPV4_HOST_BITS = [(1 << (32 - bits)) - 1 for bits in range(33)]
 
 def _ipv4_prefix(text):
     """(family, dest) of a canonical IPv4 prefix without the cost of ipaddress, else None."""
-    address, _, length = text.partition('/')
+    address, length = text.partition('/')[::2]
     bits = _IPV4_LENGTHS.get(length)
     if bits is None:
         return None
@@ -685,7 +685,6 @@ class RouteKind(Kind):
             index, code, message = failure
             raise ApplyError(message, applied=[ops[i] for i in done], failed=ops[index])
 
-
     def request(self, action, route):
         """The netlink request of ``action`` on ``route``, encoded: once per shape of route (all
         but the dest), then for each route of it with its own destination address put in."""
@@ -693,7 +692,7 @@ class RouteKind(Kind):
         encode = _netlink.encode_route
         if dest == 'default':
             return encode(to_request(action, route, self.interfaces))
-        address, _, length = dest.partition('/')
+        address, length = dest.partition('/')[::2]
         shape = (action, length, route['table'], _kind_of(route))
         if shape not in self.requests:
             request = encode(to_request(action, route, self.interfaces))
