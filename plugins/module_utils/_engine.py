@@ -35,6 +35,15 @@ class InputError(Exception):
         super(InputError, self).__init__('%s: %s' % (field, message) if field else message)
 
 
+def quoted(value, limit=200):
+    """``repr(value)`` for an error message, cut short when longer than ``limit``: a message
+    that quotes a whole input (a file of routes that came as one line) should stay readable."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return '%s... (%d characters)' % (text[:limit], len(text))
+
+
 class ApplyError(Exception):
     """Raised by a kind's ``apply``: ``applied`` ops went through, ``failed`` did not."""
 

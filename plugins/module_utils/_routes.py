@@ -39,7 +39,7 @@ import sys
 
 from ansible_collections.netpolicy.routing.plugins.module_utils._bytecode_cache import private_directory
 from ansible_collections.netpolicy.routing.plugins.module_utils._engine import (
-    ADD, DELETE, ApplyError, InputError, Kind, build_plan, execute, merge_plans)
+    ADD, DELETE, ApplyError, InputError, Kind, build_plan, execute, merge_plans, quoted)
 from ansible_collections.netpolicy.routing.plugins.module_utils import _engine
 from ansible_collections.netpolicy.routing.plugins.module_utils import _lock
 from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
@@ -243,7 +243,7 @@ def parse_route_text(text, field):
     words = text.split()
 
     def fail(message):
-        raise InputError(field, '%s in route %r' % (message, text))
+        raise InputError(field, '%s in route %s' % (message, quoted(text)))
 
     family, route_type, position = _lead_words(words)
     if position == len(words):
@@ -315,7 +315,7 @@ def route_options(element, field):
         element = parse_route_text(element, field)
     if isinstance(element, dict):
         return check_params(ROUTE_OPTIONS, element, field + '.')
-    raise InputError(field, 'a route is a mapping of options or a string, got %r' % (element,))
+    raise InputError(field, 'a route is a mapping of options or a string, got %s' % quoted(element))
 
 
 def normalize_route(spec, field, table, interfaces, family=None, addresses=None, absent=False):

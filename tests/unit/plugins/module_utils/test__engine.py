@@ -2,7 +2,7 @@
 import pytest
 
 from ansible_collections.netpolicy.routing.plugins.module_utils._engine import (
-    ADD, DELETE, REPLACE, ApplyError, EngineError, Kind, build_plan, execute, merge_plans)
+    ADD, DELETE, REPLACE, ApplyError, EngineError, Kind, build_plan, execute, merge_plans, quoted)
 
 
 class MemoryKind(Kind):
@@ -121,3 +121,11 @@ def test_verification_failure_is_rolled_back():
     with pytest.raises(EngineError, match='did not keep the change: still to do after applying: add b=2'):
         execute(plan, kind, replan=lambda: build_plan(kind, kind.read(), desired))
     assert kind.state == {'x': 1}
+
+
+def test_quoted_cuts_a_long_value_short():
+    assert quoted('default dev wan1') == "'default dev wan1'"
+    assert quoted('x' * 198) == repr('x' * 198)
+    long_text = 'x' * 5000
+    assert quoted(long_text) == "'%s... (5002 characters)" % ('x' * 199)
+    assert quoted(['a'] * 1000).startswith("['a', 'a'") and quoted(['a'] * 1000).endswith('... (5000 characters)')

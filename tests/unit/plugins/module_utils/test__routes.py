@@ -406,6 +406,19 @@ def test_parse_route_text_rejects(text, message):
     assert str(caught.value).endswith(' in route %r' % text)
 
 
+def test_a_whole_file_on_one_line_is_not_quoted_whole():
+    """Routes joined with spaces instead of newlines: the error names the line and quotes its start."""
+    text = ' '.join('100.64.%d.0/24 via 198.51.100.1' % third for third in range(1000))
+    with pytest.raises(InputError) as caught:
+        normalize_routes([text], 'routes', 100, INTERFACES)
+    message = str(caught.value)
+    assert message.startswith("routes[0]: unknown word '100.64.1.0/24' in route '100.64.0.0/24 via 198.51.100.1 ")
+    assert message.endswith('... (%d characters)' % (len(text) + 2)) and len(message) < 400
+    with pytest.raises(InputError) as caught:
+        normalize_routes([[text] * 3], 'routes', 100, INTERFACES)
+    assert 'a route is a mapping of options or a string, got [' in str(caught.value) and len(str(caught.value)) < 400
+
+
 @pytest.mark.parametrize('spec', ROUND_TRIP + [
     dict(dest='default', type='unreachable', family='ipv6'),
     dict(dest='192.0.2.0/24', dev='wan1', scope='global'),
