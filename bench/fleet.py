@@ -11,6 +11,7 @@ netns connection plugin, forks 10 and pipelining, it runs and times:
   baseline   a one-task play, `ansible.builtin.command: ip rule show`, on every router
   converge   split_access, source_routing and reply_via_same_router on every router
   no-op      the same playbook again (should change nothing: tasks that did are listed)
+  baseline   again, --baselines in all (default 3): the round's baseline is the median run
 
 and prints the ratios converge / baseline and no-op / baseline and the tasks that
 take the most time (summed per task name, from bench/callback_plugins/fleet_timer.py).
@@ -202,24 +203,37 @@ def changed(record):
     return sum(summary['changed'] for summary in record['hosts'].values())
 
 
-def one_round(routers, forks, workdir, progress=None, count_execs=False, cpu=False):
-    """Build the fleet, time baseline, converge and no-op in it, tear it down."""
+def one_round(routers, forks, workdir, progress=None, count_execs=False, cpu=False, baselines=3):
+    """Build the fleet, time baseline, converge and no-op in it, tear it down.
+
+    The baseline play is short (about 10 s for 40 routers), and its time moves by up to
+    a fifth from one run to the next, more than the roles' plays do: it runs
+    ``baselines`` times (first, then after the no-op), and the round's baseline is the
+    run of the median time (``baseline_seconds`` lists them all).
+    """
     results = {'forks': forks}
     wrapper, log = write_cpu_wrapper(workdir) if cpu else (None, None)
+    baseline_runs = []
     with Lab(fleet_topology(routers)) as lab:
         names = ['r%02d' % number for number in range(1, routers + 1)]
         inventory = write_inventory(lab, names, workdir, python=wrapper)
         playbooks = write_playbooks(workdir)
-        for step, playbook in (('baseline', 'baseline'), ('converge', 'roles'), ('no-op', 'roles')):
+        steps = [('baseline', 'baseline'), ('converge', 'roles'), ('no-op', 'roles')]
+        steps += [('baseline', 'baseline')] * (baselines - 1)
+        for step, playbook in steps:
             if log:
                 open(log, 'w').close()
             # the converge as the first run of this collection on a fleet; the no-op as any later run
-            results[step] = run_playbook(inventory, playbooks[playbook], forks, workdir, count_execs,
-                                         cold=step == 'converge')
+            run = run_playbook(inventory, playbooks[playbook], forks, workdir, count_execs, cold=step == 'converge')
             if log:
-                results[step][1]['router_cpu_seconds'], results[step][1]['module_runs'] = router_cpu(log)
+                run[1]['router_cpu_seconds'], run[1]['module_runs'] = router_cpu(log)
+            results[step] = run
+            if step == 'baseline':
+                baseline_runs.append(run)
+                results['baseline'] = sorted(baseline_runs, key=lambda timed: timed[0])[(len(baseline_runs) - 1) // 2]
+                results['baseline_seconds'] = [seconds for seconds, record in baseline_runs]
             # a fleet run takes long: show each step as it ends
-            print('  %s: %.2f s' % (step, results[step][0]), flush=True)
+            print('  %s: %.2f s' % (step, run[0]), flush=True)
             if progress:
                 progress(results)
         hosts = results['converge'][1]['hosts']
@@ -276,6 +290,8 @@ def main():
     parser.add_argument('--count-execs', action='store_true',
                         help='count the commands run in the routers (runs at -vvv: slower, not for timing)')
     parser.add_argument('--report', metavar='JSON', help='run nothing: print the report of a run saved with --json')
+    parser.add_argument('--baselines', type=int, default=3,
+                        help='runs of the baseline play per round (the median counts; 1 before 2026-11-26)')
     parser.add_argument('--cpu', action='store_true',
                         help="also split the CPU time between the routers' module processes and the controller")
     args = parser.parse_args()
@@ -297,7 +313,8 @@ def run_rounds(args):
         for number in range(args.rounds):
             print('round %d' % (number + 1), flush=True)
             rounds.append(one_round(args.routers, args.forks, workdir, count_execs=args.count_execs, cpu=args.cpu,
-                                    progress=lambda results: save(args.json, rounds + [results])))
+                                    progress=lambda results: save(args.json, rounds + [results]),
+                                    baselines=args.baselines))
             save(args.json, rounds)
     return rounds
 
@@ -315,6 +332,10 @@ def report(rounds, top):
     print('ansible-playbook wall time (play time alone):')
     for step in steps:
         print('  %-9s %7.2f s  (%6.2f s)' % (step, median(step), median(step, 1)))
+    for number, result in enumerate(rounds, 1):
+        if len(result.get('baseline_seconds', [])) > 1:
+            print('  baseline runs of round %d: %s s (the median counts)'
+                  % (number, ' / '.join('%.2f' % seconds for seconds in result['baseline_seconds'])))
     if 'execs' in rounds[0]['baseline'][1]:
         print('  baseline: %d commands run in the routers' % rounds[0]['baseline'][1]['execs'])
     if 'router_cpu_seconds' in rounds[0]['baseline'][1]:
