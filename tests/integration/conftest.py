@@ -55,6 +55,13 @@ class Namespace:
 
 
 @pytest.fixture
+def pipelining(monkeypatch):
+    """Ansible's pipelining, as on a real router: one process per task, no temporary files
+    (a module marks itself with ``pytest.mark.usefixtures('pipelining')``)."""
+    monkeypatch.setenv('ANSIBLE_PIPELINING', '1')
+
+
+@pytest.fixture
 def netns(request):
     """A fresh, empty network namespace named with this run's prefix."""
     name = netns_name('t%d' % next(_COUNTER))

@@ -4,7 +4,6 @@ a reboot (lab torn down and built again, the router's /etc kept), an uplink
 going down and up and a masquerade uplink's new address under `watch`, damaged
 and foreign state files, `status`, and the systemd unit.
 """
-import collections
 import os
 import re
 import shutil
@@ -21,17 +20,9 @@ from tests.helpers.agent import Watch, agent, wait_for
 PLAYBOOK = os.path.join(REPO, 'tests', 'integration', 'files', 'agent_two_roles.yml')
 SERVER = topologies.SERVER
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('pipelining')]
 
 
-@pytest.fixture(autouse=True)
-def pipelining(monkeypatch):
-    monkeypatch.setenv('ANSIBLE_PIPELINING', '1')
-
-
-def split(lab, node, count, **kwargs):
-    return collections.Counter(lab.uplink_of(seen) or 'failed'
-                               for seen in lab.connect(node, SERVER, 80, count=count, timeout=2.0, **kwargs))
 
 
 def seen(lab, node, **kwargs):
@@ -89,8 +80,8 @@ def test_reboot_then_apply(lab_factory, tmp_path):
     again = lab.run('router', agent_vars['agent_command'], 'apply', check=False)
     assert (again.returncode, again.stdout.strip()) == (0, '2 saved state(s) applied: no change')
     # traffic flows as before: client1 balanced, client2 by isp2 (the source policy wins)
-    assert split(lab, 'client1', 4) == {'isp1': 2, 'isp2': 2}
-    assert split(lab, 'client2', 3) == {'isp2': 3}
+    assert lab.uplinks_used('client1', SERVER, 80, 4) == {'isp1': 2, 'isp2': 2}
+    assert lab.uplinks_used('client2', SERVER, 80, 3) == {'isp2': 3}
 
 
 def ipv4_state(lab):
@@ -116,8 +107,8 @@ def test_watch_status_and_bad_states(router_lab):
         took = wait_for(lambda: ipv4_state(lab) == settled, 2)
         print('uplink back up: state restored in %.2f s' % took)
         assert watch.saw('^wan1: up$')
-        assert split(lab, 'router', 2, bind='198.51.100.2') == {'isp1': 2}
-        assert split(lab, 'client1', 4) == {'isp1': 2, 'isp2': 2}
+        assert lab.uplinks_used('router', SERVER, 80, 2, bind='198.51.100.2') == {'isp1': 2}
+        assert lab.uplinks_used('client1', SERVER, 80, 4) == {'isp1': 2, 'isp2': 2}
 
         # the masquerade uplink gets another address: its source rule and NAT follow
         lab.ip('router', 'address', 'del', '192.0.2.2/24', 'dev', 'wan2')

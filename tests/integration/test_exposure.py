@@ -76,12 +76,8 @@ PLAY = """\
     - role: netpolicy.routing.split_access
 """
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('pipelining')]
 
-
-@pytest.fixture(autouse=True)
-def pipelining(monkeypatch):
-    monkeypatch.setenv('ANSIBLE_PIPELINING', '1')
 
 
 def lab_topology():

@@ -75,6 +75,7 @@ def test_isp_drops_spoofed_source(two_isp_lab):
     lab.ip('router', 'route', 'add', 'default', 'via', '192.0.2.1', 'dev', 'wan2', 'table', '100')
     lab.ip('router', 'rule', 'add', 'from', '192.168.1.10', 'lookup', '100', 'priority', '100')
     assert lab.connect('client1', SERVER, 80, timeout=1.0) == [None]
+    assert lab.uplinks_used('client1', SERVER, 80, 1, timeout=1.0) == {'failed': 1}
     assert lab.spoofed_drops('isp2') >= 1
     assert lab.connect('client2', SERVER, 80) == ['198.51.100.2']
     # NATed to its own address, the same route works, and the server sees isp2
@@ -82,6 +83,7 @@ def test_isp_drops_spoofed_source(two_isp_lab):
     seen = lab.connect('client1', SERVER, 80, count=3)
     assert seen == ['192.0.2.2'] * 3
     assert lab.uplink_of(seen[0]) == 'isp2'
+    assert lab.uplinks_used('client1', SERVER, 80, 3) == {'isp2': 3}
 
 
 def test_table_names_resolve_per_router(two_isp_lab):

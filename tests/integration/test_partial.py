@@ -45,13 +45,8 @@ PLAY = [{
 SYSCTLS = ['net.ipv4.ip_forward', 'net.ipv4.conf.all.src_valid_mark', 'net.ipv4.fib_multipath_hash_policy',
            'net.ipv4.conf.all.rp_filter', 'net.ipv4.conf.wan1.rp_filter', 'net.ipv4.conf.wan2.rp_filter']
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('pipelining')]
 
-
-@pytest.fixture(autouse=True)
-def pipelining(monkeypatch):
-    # as on a real router: one process per task, no temporary files
-    monkeypatch.setenv('ANSIBLE_PIPELINING', '1')
 
 
 def state(lab, node):

@@ -5,7 +5,6 @@ seed 003's uplinks instead of seed 002's, everything removed, bad variables).
 The three-uplink measurement (400 connections split 1:2:1) is the molecule
 scenario's (roles/split_access/molecule/default).
 """
-import collections
 import os
 import re
 
@@ -22,18 +21,9 @@ ISP1 = {'name': 'isp1', 'interface': 'wan1', 'gateway': '198.51.100.1', 'address
 ISP2 = {'name': 'isp2', 'interface': 'wan2', 'gateway': '192.0.2.1', 'address': '192.0.2.2', 'table': 2, 'mark': 2}
 UPLINK_ADDRESSES = {'isp1': '198.51.100.2', 'isp2': '192.0.2.2'}
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('pipelining')]
 
 
-@pytest.fixture(autouse=True)
-def pipelining(monkeypatch):
-    # as on a real router: one process per task, no temporary files
-    monkeypatch.setenv('ANSIBLE_PIPELINING', '1')
-
-
-def split(lab, node, count, **kwargs):
-    return collections.Counter(lab.uplink_of(seen) or 'failed'
-                               for seen in lab.connect(node, SERVER, 80, count=count, timeout=2.0, **kwargs))
 
 
 def test_seed002_on_two_isp(lab_factory):
@@ -50,13 +40,13 @@ def test_seed002_on_two_isp(lab_factory):
     assert recap(applied)['changed'] > 0
 
     # new LAN connections alternate over the two uplinks, from both LAN subnets
-    assert split(lab, 'client1', 20) == {'isp1': 10, 'isp2': 10}
-    assert set(split(lab, 'lan2host', 6)) == {'isp1', 'isp2'}
+    assert lab.uplinks_used('client1', SERVER, 80, 20) == {'isp1': 10, 'isp2': 10}
+    assert set(lab.uplinks_used('lan2host', SERVER, 80, 6)) == {'isp1', 'isp2'}
     # the router's own connections: multipath, L4 hash; bound ones leave by their address
-    own = split(lab, 'router', 20)
+    own = lab.uplinks_used('router', SERVER, 80, 20)
     assert 'failed' not in own and len(own) == 2, own
     for uplink, address in UPLINK_ADDRESSES.items():
-        assert split(lab, 'router', 3, bind=address) == {uplink: 3}
+        assert lab.uplinks_used('router', SERVER, 80, 3, bind=address) == {uplink: 3}
         # the forwarded port answers on each uplink: its replies leave by the uplink they came in on
         assert lab.connect('server', address, 5001, count=3) == [SERVER] * 3
     assert lab.spoofed_drops('isp1') == 0 and lab.spoofed_drops('isp2') == 0
@@ -75,7 +65,7 @@ def test_seed002_on_two_isp(lab_factory):
             dict(ISP1, weight=3), dict(isp2_dynamic, weight=1)]})
         assert recap(changed)['changed'] > 0
         assert held.alive()
-        assert split(lab, 'client2', 8) == {'isp1': 6, 'isp2': 2}
+        assert lab.uplinks_used('client2', SERVER, 80, 8) == {'isp1': 6, 'isp2': 2}
         assert held.alive()
     # the router's own service answers by the uplink the connection came in on, also
     # where no source-address rule says so (else half of the replies would leave by isp1)
@@ -92,9 +82,9 @@ def test_seed002_on_two_isp(lab_factory):
     assert 'isp1' not in names and 'isp2' not in names and 'cable' in names
     assert 'dnat ip to 192.168.1.50:80' in lab.run('router', 'nft', 'list', 'table', 'inet', 'netpolicy_split_access').stdout
     # failover: every new connection by the first uplink (the cable), the router's own too
-    assert split(lab, 'client1', 4) == {'isp2': 4}
-    assert split(lab, 'router', 4) == {'isp2': 4}
-    assert split(lab, 'router', 2, bind='198.51.100.2') == {'isp1': 2}
+    assert lab.uplinks_used('client1', SERVER, 80, 4) == {'isp2': 4}
+    assert lab.uplinks_used('router', SERVER, 80, 4) == {'isp2': 4}
+    assert lab.uplinks_used('router', SERVER, 80, 2, bind='198.51.100.2') == {'isp1': 2}
     assert lab.connect('server', '198.51.100.2', 80, count=2) == [SERVER] * 2
 
     # no uplinks: the role's rules, nftables table and files are gone
@@ -156,7 +146,7 @@ def test_multipath(two_isp_lab):
     run_playbook(lab, PLAYBOOK, extra_vars={'split_access_balance': 'multipath'})
     # no marks for the LAN: the kernel's multipath route hashes each flow (ports included)
     assert 'numgen' not in lab.run('router', 'nft', 'list', 'table', 'inet', 'netpolicy_split_access').stdout
-    spread = split(lab, 'client1', 20)
+    spread = lab.uplinks_used('client1', SERVER, 80, 20)
     assert 'failed' not in spread and len(spread) == 2, spread
     for address in UPLINK_ADDRESSES.values():
         assert lab.connect('server', address, 5001, count=2) == [SERVER] * 2

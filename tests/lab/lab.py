@@ -35,6 +35,7 @@ The host namespace is never touched: veth pairs are created directly inside
 their namespaces.
 """
 import atexit
+import collections
 import contextlib
 import copy
 import ipaddress
@@ -461,6 +462,12 @@ class Lab:
             yield held
         finally:
             held.close()
+
+    def uplinks_used(self, node, host, port, count, timeout=2.0, bind=None):
+        """Counter {uplink: connections} of ``count`` new connections from ``node`` to
+        host:port, by the source address the server saw; a failed one counts as 'failed'."""
+        return collections.Counter(self.uplink_of(seen) or 'failed'
+                                   for seen in self.connect(node, host, port, count=count, timeout=timeout, bind=bind))
 
     def uplink_of(self, address):
         """The uplink (topology 'uplinks') an address belongs to, or None."""
