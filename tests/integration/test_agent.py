@@ -23,8 +23,6 @@ SERVER = topologies.SERVER
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('pipelining')]
 
 
-
-
 def seen(lab, node, **kwargs):
     """The source addresses the server saw for two new connections from ``node``."""
     return [peer_text(address) if address else None

@@ -79,7 +79,6 @@ PLAY = """\
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('pipelining')]
 
 
-
 def lab_topology():
     topology = topologies.three_isp()
     for name, node in topology['nodes'].items():

@@ -48,7 +48,6 @@ SYSCTLS = ['net.ipv4.ip_forward', 'net.ipv4.conf.all.src_valid_mark', 'net.ipv4.
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('pipelining')]
 
 
-
 def state(lab, node):
     """Everything split_access may change on ``node``, comparable between routers:
     the lab's snapshot, JSON rules and routes, the sysctls the role sets, and

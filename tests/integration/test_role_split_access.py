@@ -24,8 +24,6 @@ UPLINK_ADDRESSES = {'isp1': '198.51.100.2', 'isp2': '192.0.2.2'}
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures('pipelining')]
 
 
-
-
 def test_seed002_on_two_isp(lab_factory):
     topology = topologies.two_isp()
     topology['nodes']['router']['listen'] = [7000]  # a service of the router itself
