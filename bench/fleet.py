@@ -297,6 +297,8 @@ def main():
     args = parser.parse_args()
     if not 1 <= args.routers <= 99:
         raise SystemExit('--routers: 1 to 99')
+    if args.baselines < 1:
+        raise SystemExit('--baselines: at least 1')
 
     if args.report:
         with open(args.report) as handle:
