@@ -3,7 +3,7 @@
 
 Compares, in a namespace of its own (test lab prefix, removed at the end):
   pyroute2 IPRoute.route('add') per route, pyroute2 IPRoute.route('dump'),
-  _netlink.RouteSocket.send_routes (batches on one socket), RouteSocket.dump_routes,
+  _netlink.RouteSocket.send_routes (batches on one socket), _routes.read_routes (one dump, decoded once per shape),
   and `ip -batch` for reference. Used to choose route_table's apply and read paths.
 
     cd /work/main && .venv/bin/python bench/netlink_calls.py            # pyroute2 of the venv
@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.join(REPO, '.cache', 'collections'))
 
 from tests.lab.names import netns_name  # noqa: E402
 from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink  # noqa: E402
+from ansible_collections.netpolicy.routing.plugins.module_utils import _routes  # noqa: E402
 
 import pyroute2  # noqa: E402
 
@@ -82,7 +83,8 @@ def main():
             done, failure = timed('RouteSocket.send_routes (batched)', lambda: sock.send_routes(
                 [(action, _netlink.encode_route(route)) for action, route in requests]))
             assert failure is None and len(done) == COUNT, failure
-            routes = timed('RouteSocket.dump_routes', lambda: sock.dump_routes(socket.AF_INET, TABLE))
+            names = dict((index, name) for name, index in _netlink.interface_map().items())
+            routes = timed('_routes.read_routes', lambda: _routes.read_routes(sock, 'ipv4', TABLE, names))
             assert len(routes) == COUNT
     finally:
         subprocess.run(['ip', 'netns', 'del', netns], check=False)

@@ -248,13 +248,10 @@ class RouteSocket:
             yield kind, flags, seq, data, offset + _NLMSGHDR.size, offset + length
             offset += (length + 3) & ~3
 
-    def dump_routes(self, family, table):
-        """The routes of ``table`` (one family) as plain dicts; [] when the table does not exist."""
-        return decode_routes(family, table, self.dump_route_messages(family, table))
-
     def dump_route_messages(self, family, table):
         """The messages of a dump of ``table`` (one family), not decoded: [(data, offset, end)]
-        of each one's rtmsg and attributes, in the kernel's order (see decode_routes)."""
+        of each one's rtmsg and attributes, in the kernel's order (see decode_routes and
+        _routes.routes_of_dump); [] when the table does not exist."""
         body = _RTMSG.pack(family, 0, 0, 0, table if table < 256 else 0, 0, 0, 0, 0)
         body += _U32_ATTR.pack(8, RTA_TABLE, table)
         return self._dump(RTM_GETROUTE, body, lambda data, offset, end: (data, offset, end),
@@ -279,7 +276,7 @@ class RouteSocket:
 
     def route_get(self, address, oif=None):
         """The route the kernel picks for ``address`` (out of interface ``oif``), as
-        dump_routes gives it, or None when there is none (``ip route get``)."""
+        decode_routes gives a route, or None when there is none (``ip route get``)."""
         family = socket.AF_INET6 if ':' in address else socket.AF_INET
         packed = socket.inet_pton(family, address)
         body = _RTMSG.pack(family, len(packed) * 8, 0, 0, 0, 0, 0, 0, 0) + _attr(RTA_DST, packed)
@@ -483,7 +480,7 @@ def dst_span(family, data, offset, end):
 
 
 def decode_routes(family, table, messages):
-    """The routes of ``table`` as dump_routes gives them, from dump_route_messages' ``messages``."""
+    """The routes of ``table`` as plain dicts, from dump_route_messages' ``messages``."""
     routes = [_decode_route(family, data, offset, end) for data, offset, end in messages]
     # Without strict dump checking (kernel < 4.20) the filter is ours.
     return [route for route in routes if route['table'] == table]
