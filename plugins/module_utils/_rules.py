@@ -170,10 +170,11 @@ def parse_ipproto(value, field):
 
 
 def parse_priorities(value):
-    """(low, high) of purge_priorities '1000-1999' or '1000'; None when not given."""
+    """[(low, high), ...] of purge_priorities '1000-1999', '1000' or '400-499,3000-3999';
+    None when not given."""
     if value is None:
         return None
-    return parse_range(value, 'purge_priorities', 'a priority', 0, U32_MAX)
+    return [parse_range(part, 'purge_priorities', 'a priority', 0, U32_MAX) for part in str(value).split(',')]
 
 
 def _interface(value, field):
@@ -559,8 +560,8 @@ def order_ops(ops, rules):
 def plan_rules(kind, current, desired, state='present', purge=None, purge_family=None, fields=None):
     """The Plan from ``current`` [(rule, protocol)] to ``desired`` rules.
 
-    ``purge`` (low, high): rules in that priority range, of ``purge_family`` (or
-    both), that are not desired are deleted; the kernel's own rules never are.
+    ``purge`` [(low, high), ...]: rules in those priority ranges, of ``purge_family``
+    (or both), that are not desired are deleted; the kernel's own rules never are.
     ``fields``: the option prefix of each desired rule, for error messages.
     """
     rules = [rule for rule, protocol in current]
@@ -579,7 +580,7 @@ def plan_rules(kind, current, desired, state='present', purge=None, purge_family
         owned = None
         if purge is not None:
             def owned(rule):
-                return (purge[0] <= rule['priority'] <= purge[1] and key(rule) not in kernel_made
+                return (any(low <= rule['priority'] <= high for low, high in purge) and key(rule) not in kernel_made
                         and purge_family in (None, rule['family']))
         plan = build_plan(kind, rules, resolved, owned=owned)
     ops = _with_duplicates(kind, plan.ops, rules)

@@ -112,8 +112,9 @@ options:
     choices: [present, absent]
   purge_priorities:
     description:
-      - A priority range C(LOW-HIGH) or one priority (C(1000-1999)) that this task owns; rules in it that are
-        not listed are deleted (with O(state=present) only).
+      - A priority range C(LOW-HIGH) or one priority (C(1000-1999)) that this task owns, or several of them
+        separated by commas (C(400-499,3000-3999)); rules in them that are not listed are deleted (with
+        O(state=present) only).
       - Applies to the rules of O(family) when that is set, else to both IPv4 and IPv6.
       - The kernel's own rules (C(proto kernel), such as C(0 lookup local)) are never deleted.
     type: str

@@ -118,13 +118,14 @@ def test_parse_fwmark(mark, mask, expected):
     assert parse_fwmark(mark, mask, '') == expected
 
 
-@pytest.mark.parametrize('value, expected', [(None, None), ('1000-1999', (1000, 1999)), ('1000', (1000, 1000)),
-                                             (' 0 - 32765 ', (0, 32765))])
+@pytest.mark.parametrize('value, expected', [(None, None), ('1000-1999', [(1000, 1999)]), ('1000', [(1000, 1000)]),
+                                             (' 0 - 32765 ', [(0, 32765)]),
+                                             ('400-499, 3000-3999', [(400, 499), (3000, 3999)])])
 def test_parse_priorities(value, expected):
     assert parse_priorities(value) == expected
 
 
-@pytest.mark.parametrize('value', ['2000-1000', 'x', '-5', '1-4294967296'])
+@pytest.mark.parametrize('value', ['2000-1000', 'x', '-5', '1-4294967296', '400-499,', '400-499,,3000'])
 def test_parse_priorities_bad(value):
     with pytest.raises(InputError) as caught:
         parse_priorities(value)
@@ -261,13 +262,15 @@ def test_purge_within_the_range_and_family_never_the_kernels_rules():
     in_range6 = rule(**{'from': '2001:db8::/64', 'table': 101, 'priority': 1500})
     outside = rule(**{'from': '192.0.2.2', 'table': 101, 'priority': 2500})
     state = KERNEL + [(in_range, 0), (in_range6, 0), (outside, 0)]
-    plan = plan_rules(KIND, state, [], purge=(1000, 1999))
+    plan = plan_rules(KIND, state, [], purge=[(1000, 1999)])
     assert plan.commands == ['ip rule del priority 1500 from 192.0.2.1 lookup isp1',
                              'ip -6 rule del priority 1500 from 2001:db8::/64 lookup isp1']
-    plan = plan_rules(KIND, state, [], purge=(1000, 1999), purge_family='ipv6')
+    plan = plan_rules(KIND, state, [], purge=[(1000, 1999)], purge_family='ipv6')
     assert plan.commands == ['ip -6 rule del priority 1500 from 2001:db8::/64 lookup isp1']
-    plan = plan_rules(KIND, state, [], purge=(0, 4294967295))
+    plan = plan_rules(KIND, state, [], purge=[(0, 4294967295)])
     assert len(plan.ops) == 3
+    plan = plan_rules(KIND, state, [], purge=[(400, 499), (2000, 2999)])
+    assert plan.commands == ['ip rule del priority 2500 from 192.0.2.2 lookup isp1']
 
 
 def test_adds_go_before_deletes_unless_the_kernel_counts_them_as_one_rule():
@@ -275,7 +278,7 @@ def test_adds_go_before_deletes_unless_the_kernel_counts_them_as_one_rule():
     new = rule(**{'from': '192.0.2.1', 'table': 102, 'priority': 1000})
     old_goto = rule(priority=1100, goto=1200)
     new_goto = rule(priority=1100, goto=1300)
-    plan = plan_rules(KIND, KERNEL + [(old, 0), (old_goto, 0)], [new, new_goto], purge=(1000, 1999))
+    plan = plan_rules(KIND, KERNEL + [(old, 0), (old_goto, 0)], [new, new_goto], purge=[(1000, 1999)])
     assert [(op.action, op.item['priority']) for op in plan.ops] == [
         (DELETE, 1100), (ADD, 1000), (ADD, 1100), (DELETE, 1000)]
 
@@ -305,7 +308,7 @@ def test_delete_hits_the_first_rule_with_the_given_attributes():
         plan_rules(KIND, KERNEL + [(wider, 0), (target, 0)], [target], state='absent')
     assert 'cannot delete' in str(caught.value)
     # In the kernel's order both go.
-    plan = plan_rules(KIND, KERNEL + [(wider, 0), (target, 0)], [], purge=(50, 50))
+    plan = plan_rules(KIND, KERNEL + [(wider, 0), (target, 0)], [], purge=[(50, 50)])
     assert [op.item for op in plan.ops] == [wider, target]
 
 
