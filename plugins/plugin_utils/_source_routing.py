@@ -58,8 +58,10 @@ table inet %(table)s {
 \tchain prerouting {
 \t\ttype filter hook prerouting priority mangle; policy accept;
 %(prerouting)s\t}
+\t# Before split_access's NAT (priority srcnat): the first NAT chain that maps a
+\t# connection gives it its source address, and a policy's is the more specific.
 \tchain postrouting {
-\t\ttype nat hook postrouting priority srcnat; policy accept;
+\t\ttype nat hook postrouting priority srcnat - 1; policy accept;
 %(postrouting)s\t}
 }
 '''

@@ -42,7 +42,11 @@ MASK = 0xff
 KEEP = 0xffffffff - MASK
 # Rule priorities: main without its default routes first, then the fwmark rules,
 # then the source-address rules, each 0..99 by the uplink's place in the list.
-PRIORITY_RANGE = '3000-3999'
+# The replies of port forwards come before everything else of the collection's
+# (400-499, before reply_via_same_router's 500-999 and source policies' 1000-1999):
+# a forwarded connection can only be answered by the uplink it came in on.
+PRIORITY_RANGE = '400-499,3000-3999'
+PRIORITY_FORWARD_REPLIES = 400
 PRIORITY_MAIN = 3000
 PRIORITY_FWMARK = 3100
 PRIORITY_FROM = 3200
@@ -352,7 +356,7 @@ def _state(uplinks, lan_interfaces, balance, forwards, monitor):
         'monitor': monitor,
         'rt_tables_entry': {'entries': [{'name': uplink['name'], 'id': uplink['table']} for uplink in uplinks]},
         'route_table': {'tables': _tables(uplinks, balance)},
-        'ip_rule': {'rules': _rules(uplinks), 'purge_priorities': PRIORITY_RANGE},
+        'ip_rule': {'rules': _rules(uplinks, forwards), 'purge_priorities': PRIORITY_RANGE},
         # For the uplinks with a dynamic address: the agent adds their source-address rules.
         'address_rules': [{'interface': uplink['interface'], 'priority': PRIORITY_FROM + uplink['index'],
                            'table': str(uplink['table']), 'family': 'ipv4'}
@@ -393,12 +397,30 @@ def _tables(uplinks, balance):
     return tables
 
 
-def _rules(uplinks):
-    rules = [{'priority': PRIORITY_MAIN, 'table': 'main', 'suppress_prefixlength': 0, 'family': 'ipv4'}]
+def _rules(uplinks, forwards):
+    rules = _forward_reply_rules(uplinks, forwards)
+    rules.append({'priority': PRIORITY_MAIN, 'table': 'main', 'suppress_prefixlength': 0, 'family': 'ipv4'})
     rules.extend({'priority': PRIORITY_FWMARK + uplink['index'], 'fwmark': '%#x/%#x' % (uplink['mark'], MASK),
                   'table': str(uplink['table']), 'family': 'ipv4'} for uplink in uplinks)
     rules.extend({'priority': PRIORITY_FROM + uplink['index'], 'from': uplink['address'],
                   'table': str(uplink['table']), 'family': 'ipv4'} for uplink in uplinks if uplink['address'])
+    return rules
+
+
+def _forward_reply_rules(uplinks, forwards):
+    """The replies of each port forward leave by the uplink the connection came in on (its
+    conntrack mark), before any source policy for the forward's host could route them
+    elsewhere. Matched by the host, protocol and port they are sent from, so the host's own
+    connections are still routed by its policy."""
+    rules = []
+    for uplink in uplinks:
+        for forward in forwards:
+            rule = {'priority': PRIORITY_FORWARD_REPLIES + uplink['index'], 'from': forward['to'],
+                    'ipproto': forward['proto'], 'sport': str(forward['to_port']),
+                    'fwmark': '%#x/%#x' % (uplink['mark'], MASK), 'table': str(uplink['table']), 'family': 'ipv4'}
+            # two forwards to one port of the host (from two ports of the uplink) share a rule
+            if uplink['name'] in forward['uplinks'] and rule not in rules:
+                rules.append(rule)
     return rules
 
 
@@ -497,9 +519,14 @@ def _nft_rule_set(uplinks, lan_interfaces, slots, forwards):
                     forward['to_port']) for forward in forwards)
     lines.extend([
         '\t}',
+        '\t# Run for the first packet of each connection only. One that leaves by an uplink',
+        '\t# without having been given one (multipath, the router\'s own) keeps the uplink',
+        '\t# its route chose: a later change of the routes does not move it.',
         '\tchain srcnat {',
         '\t\ttype nat hook postrouting priority srcnat; policy accept;',
     ])
+    lines.extend('\t\tmeta nfproto ipv4 oifname "%s" ct mark & %#x == 0 ct mark set ct mark & %#x | %#x'
+                 % (uplink['interface'], MASK, KEEP, uplink['mark']) for uplink in uplinks)
     for uplink in uplinks:
         if uplink['address']:
             lines.append('\t\tmeta nfproto ipv4 oifname "%s" snat ip to %s' % (uplink['interface'], uplink['address']))

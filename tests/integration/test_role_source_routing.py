@@ -144,3 +144,28 @@ def test_composes_with_split_access(lab):
     assert uplinks(lab, 'client1', SERVER, 5001, count=6) == {'isp2'}
     assert uplinks(lab, 'client2', SERVER, 80, count=6) == {'isp3'}
     assert uplinks(lab, 'client2', SERVER, 5001, count=6) == {'isp1', 'isp2'}
+
+
+def test_policies_and_split_access_share_the_uplinks(lab):
+    """A policy's host is also the target of split_access's port forward, and a policy
+    SNATs to another address of a balanced uplink: the forward still answers on every
+    uplink (its replies go before the policy), and the policy's address is used
+    whichever nftables table was loaded last."""
+    split_access = os.path.join(REPO, 'playbooks', 'seed002_split_access.yml')
+    lab.ip('router', 'address', 'add', '192.0.2.74/24', 'dev', 'wan2')
+    run_playbook(lab, split_access)
+    lanserver = {'name': 'lanserver', 'from': ['192.168.1.50'], 'interface': 'wan3', 'gateway': '100.65.3.1',
+                 'snat': 'masquerade'}
+    apply(lab, [dict(MACBOOK, snat='192.0.2.74'), lanserver])
+    # split_access changed after source_routing: its nftables table is loaded last
+    changed = run_playbook(lab, split_access, extra_vars={'split_access_uplinks': [
+        {'name': 'isp1', 'interface': 'wan1', 'gateway': '198.51.100.1', 'address': '198.51.100.2', 'table': 1,
+         'mark': 1, 'weight': 2},
+        {'name': 'isp2', 'interface': 'wan2', 'gateway': '192.0.2.1', 'address': '192.0.2.2', 'table': 2, 'mark': 2}]})
+    assert recap(changed)['changed'] > 0
+
+    for address in ('198.51.100.2', '192.0.2.2'):
+        assert lab.connect('server', address, 5001, count=3) == [SERVER] * 3
+    assert uplinks(lab, 'lanserver', SERVER, 80, count=3) == {'isp3'}
+    assert lab.connect('client1', SERVER, 80, count=3) == ['192.0.2.74'] * 3
+    assert lab.spoofed_drops('isp1') == 0 and lab.spoofed_drops('isp2') == 0

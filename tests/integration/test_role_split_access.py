@@ -5,6 +5,7 @@ seed 003's uplinks instead of seed 002's, everything removed, bad variables).
 The three-uplink measurement (400 connections split 1:2:1) is the molecule
 scenario's (roles/split_access/molecule/default).
 """
+import contextlib
 import os
 import re
 
@@ -53,7 +54,7 @@ def test_seed002_on_two_isp(lab_factory):
     assert 'fwmark 0x2/0xff lookup isp2' in rules and 'from 192.0.2.2 lookup isp2' in rules
     assert lab.sysctl('router', 'net.ipv4.conf.all.src_valid_mark') == '1'
     with open(os.path.join(lab.etc('router'), 'netpolicy', 'routing', 'split_access.json')) as handle:
-        assert '"purge_priorities": "3000-3999"' in handle.read()
+        assert '"purge_priorities": "400-499,3000-3999"' in handle.read()
 
     # an established connection keeps its uplink when the recipe changes
     # (weights 3:1, and isp2's address dynamic: masquerade, no source-address rule)
@@ -146,5 +147,13 @@ def test_multipath(two_isp_lab):
     assert 'numgen' not in lab.run('router', 'nft', 'list', 'table', 'inet', 'netpolicy_split_access').stdout
     spread = lab.uplinks_used('client1', SERVER, 80, 20)
     assert 'failed' not in spread and len(spread) == 2, spread
+    # a connection keeps the uplink its first packet took when the weights change (the
+    # hash would send about a third of them to the other uplink, with the wrong source)
+    with contextlib.ExitStack() as stack:
+        held = [stack.enter_context(lab.hold('client1', SERVER, 443)) for dummy in range(12)]
+        run_playbook(lab, PLAYBOOK, extra_vars={'split_access_balance': 'multipath',
+                                                'split_access_uplinks': [dict(ISP1, weight=5), ISP2]})
+        assert [connection.alive() for connection in held] == [True] * 12
+    assert lab.spoofed_drops('isp1') == 0 and lab.spoofed_drops('isp2') == 0
     for address in UPLINK_ADDRESSES.values():
         assert lab.connect('server', address, 5001, count=2) == [SERVER] * 2

@@ -109,8 +109,10 @@ def test_the_whole_state_of_seeds_001_and_003():
                    '\t\tct direction original ct mark & 0x0000ff00 == 0x00000200'
                    ' meta mark set meta mark & 0xffff00ff | 0x00000200\n'
                    '\t}\n'
+                   "\t# Before split_access's NAT (priority srcnat): the first NAT chain that maps a\n"
+                   '\t# connection gives it its source address, and a policy\'s is the more specific.\n'
                    '\tchain postrouting {\n'
-                   '\t\ttype nat hook postrouting priority srcnat; policy accept;\n'
+                   '\t\ttype nat hook postrouting priority srcnat - 1; policy accept;\n'
                    '\t\toifname "wan2" ip saddr { 192.168.1.169 } snat ip to 192.0.2.74\n'
                    '\t\toifname "wan3" meta nfproto ipv4 ct mark & 0x0000ff00 == 0x00000200 masquerade\n'
                    '\t}\n'

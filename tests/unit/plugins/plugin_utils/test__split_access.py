@@ -54,7 +54,12 @@ def test_seed002_state():
         {'table': 'main', 'family': 'ipv4', 'routes': [{'dest': 'default', 'nexthops': [
             {'gateway': '198.51.100.1', 'dev': 'wan1', 'weight': 1},
             {'gateway': '192.0.2.1', 'dev': 'wan2', 'weight': 1}]}]}]
-    assert state['ip_rule'] == {'purge_priorities': '3000-3999', 'rules': [
+    assert state['ip_rule'] == {'purge_priorities': '400-499,3000-3999', 'rules': [
+        # the forward's replies leave by the uplink their connection came in on, before any source policy
+        {'priority': 400, 'from': '192.168.1.50', 'ipproto': 'tcp', 'sport': '5001', 'fwmark': '0x1/0xff',
+         'table': '1', 'family': 'ipv4'},
+        {'priority': 401, 'from': '192.168.1.50', 'ipproto': 'tcp', 'sport': '5001', 'fwmark': '0x2/0xff',
+         'table': '2', 'family': 'ipv4'},
         {'priority': 3000, 'table': 'main', 'suppress_prefixlength': 0, 'family': 'ipv4'},
         {'priority': 3100, 'fwmark': '0x1/0xff', 'table': '1', 'family': 'ipv4'},
         {'priority': 3101, 'fwmark': '0x2/0xff', 'table': '2', 'family': 'ipv4'},
@@ -97,6 +102,8 @@ def test_seed002_rule_set():
         '\t\tiifname "wan1" ct state new ct mark & 0xff == 0 jump uplink_1\n',
         '\t\tiifname { "wan1", "wan2" } meta nfproto ipv4 fib daddr type local tcp dport 5001 '
         'dnat ip to 192.168.1.50:5001\n',
+        # a connection not given an uplink by the LAN rules keeps the one its first packet took
+        '\t\tmeta nfproto ipv4 oifname "wan2" ct mark & 0xff == 0 ct mark set ct mark & 0xffffff00 | 0x2\n',
         '\t\tmeta nfproto ipv4 oifname "wan2" snat ip to 192.0.2.2\n',
     ]:
         assert line in content, line
@@ -116,7 +123,7 @@ def test_defaults_of_the_uplinks_and_weights():
     assert state['address_rules'] == [
         {'interface': 'wan1', 'priority': 3200, 'table': '101', 'family': 'ipv4'},
         {'interface': 'ppp0', 'priority': 3201, 'table': '102', 'family': 'ipv4'}]
-    assert [rule['priority'] for rule in state['ip_rule']['rules']] == [3000, 3100, 3101]
+    assert [rule['priority'] for rule in state['ip_rule']['rules']] == [400, 401, 3000, 3100, 3101]
     content = state['nftables']['content']
     assert 'numgen inc mod 3 vmap { 0 : jump uplink_1, 1 : jump uplink_1, 2 : jump uplink_2 }' in content
     assert '\t\tmeta nfproto ipv4 oifname "ppp0" masquerade\n' in content
@@ -151,7 +158,7 @@ def test_no_uplinks_removes_everything():
                          'split_access_port_forwards': 5})  # not looked at without uplinks
     assert result.errors == [] and result.empty is True
     assert result.state == {
-        'ip_rule': {'rules': [], 'purge_priorities': '3000-3999'},
+        'ip_rule': {'rules': [], 'purge_priorities': '400-499,3000-3999'},
         'nftables': {'table': 'inet netpolicy_split_access', 'file': '/etc/netpolicy/routing/split_access.nft',
                      'content': None},
         'sysctl': {'file': '/etc/sysctl.d/60-netpolicy-split_access.conf', 'values': {}}}
@@ -373,3 +380,15 @@ def test_monitor_bool_as_ansible_reads_it():
 def test_monitor_targets_without_uplinks_are_refused():
     assert role_input({'split_access_monitor': {'targets': {'isp1': ['203.0.113.10']}}}).errors == [
         'split_access_monitor.targets.isp1: not an uplink of split_access_uplinks']
+
+
+def test_forward_replies_one_rule_per_port_of_the_host_and_uplink():
+    forwards = [{'proto': 'tcp', 'port': 2222, 'to': '192.168.1.50', 'to_port': 22, 'uplinks': ['isp2']},
+                {'proto': 'tcp', 'port': 22, 'to': '192.168.1.50', 'uplinks': ['isp2']},
+                {'proto': 'udp', 'port': 53, 'to': '192.168.1.53', 'uplinks': ['isp1']}]
+    rules = built(split_access_port_forwards=forwards).state['ip_rule']['rules']
+    assert [rule for rule in rules if rule['priority'] < 1000] == [
+        {'priority': 400, 'from': '192.168.1.53', 'ipproto': 'udp', 'sport': '53', 'fwmark': '0x1/0xff',
+         'table': '1', 'family': 'ipv4'},
+        {'priority': 401, 'from': '192.168.1.50', 'ipproto': 'tcp', 'sport': '22', 'fwmark': '0x2/0xff',
+         'table': '2', 'family': 'ipv4'}]
