@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 
 from ansible_collections.netpolicy.routing.plugins.plugin_utils._role_input import (
-    IPV4_RE, RoleInput, is_integer, is_list, is_table_id, to_int, to_str)
+    IPV4_RE, RoleInput, host_bits_error, is_integer, is_list, is_table_id, to_int, to_str)
 
 ROLE = 'reply_via_same_router'
 ROUTERS = 'reply_via_same_router_routers'
@@ -149,8 +149,13 @@ def _gateway_errors(at, gateway, gateway6):
 def _exclude_sources_errors(at, sources):
     if not is_list(sources):
         return ['%s.exclude_sources: not a list' % at]
-    return ['%s.exclude_sources[%d]: not an IP address or prefix: %r' % (at, index, source)
-            for index, source in enumerate(sources) if not _prefix_family(source)]
+    errors = []
+    for index, source in enumerate(sources):
+        if not _prefix_family(source):
+            errors.append('%s.exclude_sources[%d]: not an IP address or prefix: %r' % (at, index, source))
+        elif host_bits_error(source):
+            errors.append('%s.exclude_sources[%d]: %s' % (at, index, host_bits_error(source)))
+    return errors
 
 
 def _services_errors(at, services):

@@ -20,6 +20,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
+import ipaddress
 import re
 
 from ansible_collections.netpolicy.routing.plugins.module_utils._rt_tables import MAX_NAMED_TABLE_ID, RESERVED_IDS
@@ -76,3 +77,17 @@ def to_str(value):
 def or_default(value, default):
     """Jinja's ``default(x, true)`` and ``value or x``: a false value is replaced."""
     return value if value else default
+
+
+def host_bits_error(prefix):
+    """'192.168.1.1/24 has host bits set (did you mean 192.168.1.0/24?)' for a prefix whose
+    address is not its network's (the kernel would ignore those bits), else None. Its
+    syntax is the caller's to check: a value that is no prefix gives None."""
+    text = to_str(prefix)
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    if network.network_address == ipaddress.ip_address(text.split('/')[0]):
+        return None
+    return '%s has host bits set (did you mean %s?)' % (text, network)

@@ -17,7 +17,7 @@ __metaclass__ = type
 import re
 
 from ansible_collections.netpolicy.routing.plugins.plugin_utils._role_input import (
-    IPV4, MANAGED, RoleInput, is_integer, is_list, is_table_id, or_default, to_int, to_str)
+    IPV4, MANAGED, RoleInput, host_bits_error, is_integer, is_list, is_table_id, or_default, to_int, to_str)
 
 ROLE = 'source_routing'
 VARIABLE = 'source_routing_policies'
@@ -213,6 +213,8 @@ def _address_errors(policy):
         for index, value in enumerate(policy[field]):
             if not PREFIX_RE.fullmatch(value):
                 errors.append('%s.%s[%d]: not an IP address or prefix: %r' % (policy['label'], field, index, value))
+            elif host_bits_error(value):
+                errors.append('%s.%s[%d]: %s' % (policy['label'], field, index, host_bits_error(value)))
             elif field == 'to' and _family(value) not in policy['source_families']:
                 errors.append('%s.to[%d]: %s has no source of its family in from' % (policy['label'], index, value))
     return errors

@@ -33,6 +33,7 @@ DEFAULTS = {
     'split_access_port_forwards': [],
     'split_access_monitor': MONITOR_DEFAULTS,
     'split_access_confirm_timeout': 0,
+    'split_access_persist': True,
 }
 
 # The values of split_access_balance (its argument spec's choices).
@@ -90,6 +91,10 @@ def role_input(variables):
         errors.extend(_forward_errors(forwards, names))
     monitor = _monitor(given['split_access_monitor'])
     errors.extend(_monitor_errors(given['split_access_monitor'], monitor, names))
+    if _to_bool(monitor['enabled']) and not _to_bool(given['split_access_persist']):
+        # the agent runs the monitor from the saved state, which persist false removes
+        errors.append('split_access_monitor.enabled: needs split_access_persist (the agent runs the monitor '
+                      'from the saved state)')
     errors.extend(_timeout_errors(given['split_access_confirm_timeout']))
     if given['split_access_balance'] not in BALANCES:
         errors.append('split_access_balance: not one of %s: %r' % (', '.join(BALANCES), given['split_access_balance']))

@@ -392,3 +392,11 @@ def test_forward_replies_one_rule_per_port_of_the_host_and_uplink():
          'table': '1', 'family': 'ipv4'},
         {'priority': 401, 'from': '192.168.1.50', 'ipproto': 'tcp', 'sport': '22', 'fwmark': '0x2/0xff',
          'table': '2', 'family': 'ipv4'}]
+
+
+def test_the_monitor_needs_the_saved_state():
+    monitor = {'enabled': True, 'targets': {'isp1': ['203.0.113.10']}}
+    assert errors(split_access_monitor=monitor, split_access_persist='no') == [
+        'split_access_monitor.enabled: needs split_access_persist (the agent runs the monitor from the saved state)']
+    assert built(split_access_monitor=monitor, split_access_persist=True).errors == []
+    assert built(split_access_persist=False).errors == []
