@@ -308,11 +308,12 @@ def apply_sysctls(values, check_mode):
     return {'changed': bool(commands), 'commands': commands}
 
 
-def apply_nft_file(section, check_mode, compare=True, script=None):
+def apply_nft_file(section, check_mode, compare=True, script=None, diff=False):
     """Load ``section['file']`` when the live table differs from what the file makes.
 
     ``script``: the file's content when the caller has it (check mode: the file
-    is not written yet)."""
+    is not written yet). ``diff``: the result has the table's listing before and
+    after (as ``nft list table`` prints it)."""
     path, qualified = section.get('file'), section.get('table') or ''
     family, dummy, table = qualified.partition(' ')
     if not path or family != 'inet' or not table:
@@ -330,7 +331,10 @@ def apply_nft_file(section, check_mode, compare=True, script=None):
     # The health monitor's change to the file (uplinks out), in the same transaction.
     override = section.get('override') or ''
     script = script.rstrip('\n') + '\n' + override
-    if compare and backend.read_table(table) == backend.listing_of(table, script):
+    listings = {}
+    if compare or diff:
+        listings = {'before': backend.read_table(table) or '', 'after': backend.listing_of(table, script)}
+    if compare and listings['before'] == listings['after']:
         return {'changed': False, 'commands': []}
     command = 'nft -f %s' % path
     if override:
@@ -339,7 +343,10 @@ def apply_nft_file(section, check_mode, compare=True, script=None):
         rc, out, err = run_tool([backend.nft, '-f', '-'], script)
         if rc != 0:
             raise EngineError('%s failed: %s' % (command, err.strip() or out.strip()), failed_command=command)
-    return {'changed': True, 'commands': [command]}
+    result = {'changed': True, 'commands': [command]}
+    if diff:
+        result['diff'] = listings
+    return result
 
 
 def apply_all(directory, report, check_mode=False, roles=None, out=None, sections=None, fast=False):

@@ -10,7 +10,8 @@ the same ``change`` functions, in the same order, on one connection.
 
 - What the previous run of the role left and this state no longer has (its
   saved state file says) is removed: tables emptied, names dropped, the
-  nftables table deleted, sysctls given their value from before the role.
+  nftables table deleted, sysctls and the main table's default route given
+  back what they were before the role.
 - Before changing anything the module records the router's state that the
   change touches (a Snapshot). If any step fails, the snapshot is put back,
   so a router is never left half-changed.
@@ -67,6 +68,7 @@ APPLY_STATE_SPEC = dict(
 )
 
 SYSCTL_HEADER = '# Managed by netpolicy.routing.%s; the role rewrites this file.\n'
+MAIN_TABLE = 254
 # How often the armed rollback looks whether it was confirmed.
 POLL = 0.2
 
@@ -75,11 +77,25 @@ def state_path(directory, role):
     return os.path.join(directory, role + '.json')
 
 
-def read_previous(path):
-    """The state the role's last run saved, or {} (none, or not readable: nothing to remove then)."""
+def record_path(directory, role):
+    """Where a run without ``persist`` keeps what it applied, for the role's next run to
+    remove what it no longer wants. The agent reads only ``*.json`` files."""
+    return os.path.join(directory, role + '.applied')
+
+
+def read_previous(directory, role):
+    """The state the role's last run saved (for the agent, or only as a record), or {}
+    (none, or not readable: nothing to remove then)."""
     try:
-        return _agent.read_state(path)
+        return _agent.read_state(state_path(directory, role))
     except _agent.StateFileError:
+        pass
+    try:
+        with open(record_path(directory, role), 'rb') as handle:
+            state = json.loads(handle.read().decode('utf-8'))
+        _agent.check_state(state, role + '.json')
+        return state
+    except (IOError, OSError, ValueError, _agent.StateFileError):
         return {}
 
 
@@ -113,6 +129,47 @@ def removals(state, previous):
     if old_mark and old_mark.get('entries') and not (state.get('connmark_return') or {}).get('entries'):
         connmark = {'name': old_mark.get('name'), 'state': 'absent'}
     return tables, entries, connmark
+
+
+def _main_table(state):
+    """The state's entry for the main table (the role's default route there), or None."""
+    for table in (state.get('route_table') or {}).get('tables') or []:
+        if _table_key(table) == 'main':
+            return table
+    return None
+
+
+def main_default_plan(state, previous, read_live):
+    """(the main table's IPv4 default route from before the role, to save; the
+    route_table entry that gives it back, or None).
+
+    The route is ``ip route`` text, '' for none. The first run whose state sets
+    main's default records what was there (``read_live()``); a run whose state no
+    longer sets it puts that back. A state saved before this was recorded has no
+    record: what is there then stays.
+    """
+    if _main_table(state) is not None:
+        if 'main_default_before' in previous:
+            return previous['main_default_before'], None
+        if _main_table(previous) is not None:
+            return None, None
+        return read_live(), None
+    before = previous.get('main_default_before')
+    if _main_table(previous) is None or before is None:
+        return None, None
+    if before:
+        return None, {'table': 'main', 'routes': [before], 'family': 'ipv4'}
+    return None, {'table': 'main', 'routes': ['default'], 'state': 'absent', 'family': 'ipv4'}
+
+
+def read_main_default():
+    """The main table's IPv4 default route (of the default metric) as ``ip route`` text, or ''."""
+    ifnames = dict((index, name) for name, index in _netlink.interface_map().items())
+    with _netlink.RouteSocket() as sock:
+        for route in _routes.read_routes(sock, 'ipv4', MAIN_TABLE, ifnames):
+            if route['dest'] == 'default' and route['metric'] == _routes.DEFAULT_METRIC['ipv4']:
+                return _routes.spec_text(route, None)
+    return ''
 
 
 def sysctl_plan(state, previous, live):
@@ -419,7 +476,7 @@ def _change(params, check_mode, diff):
     if timeout and not check_mode:
         _pending.remove(outcome_path(pending))  # an earlier run's rollback, reported or not: not this run's
     path = state_path(directory, role)
-    previous = read_previous(path)
+    previous = read_previous(directory, role)
     plan = Change(role, state, previous, params['persist'], path, netns, agent)
     taken = {}
 
@@ -531,9 +588,19 @@ class Change:
 
     def __init__(self, role, state, previous, persist, path, netns=None, agent=None):
         self.role, self.state, self.previous, self.persist, self.path = role, state, previous, persist, path
+        self.record_path = record_path(os.path.dirname(path), role)
         self.netns = netns
         self.agent, self.agent_commands = agent, []
         self.dropped_tables, self.dropped_entries, self.dropped_connmark = removals(state, previous)
+        if self.dropped_entries:
+            # A name line that was there before the role (in another file, as the
+            # migration guide allows keeping) is not the role's to remove.
+            own = self.local((previous.get('rt_tables_entry') or {}).get('path') or _rt_tables.DEFAULT_PATH)
+            names = set(name for lineno, number, name in _rt_tables.read_file(own)[1])
+            self.dropped_entries = [entry for entry in self.dropped_entries if entry.get('name') in names]
+        self.main_before, main_give_back = main_default_plan(state, previous, read_main_default)
+        if main_give_back is not None:
+            self.dropped_tables.append(main_give_back)
         keys = set((state.get('sysctl') or {}).get('values') or {}) | set(((previous.get('sysctl') or {}).get('before') or {}))
         self.live_sysctls = read_sysctls(sorted(keys))
         self.sysctl_values, self.sysctl_before, self.sysctl_give_back = sysctl_plan(state, previous, self.live_sysctls)
@@ -542,7 +609,7 @@ class Change:
 
     def files(self):
         """The files this change may write: the role's state, sysctl and nftables files and rt_tables drop-in."""
-        found = [self.path]
+        found = [self.path, self.record_path]
         for source in (self.state, self.previous):
             found.append(self.local((source.get('rt_tables_entry') or {}).get('path') or _rt_tables.DEFAULT_PATH))
             for section in ('sysctl', 'nftables'):
@@ -660,7 +727,12 @@ class Change:
         if values:
             result = _agent.apply_sysctls(values, check_mode)
             commands.extend(result['commands'])
-        return {'changed': bool(commands), 'commands': commands}
+        result = {'changed': bool(commands), 'commands': commands}
+        if diff:
+            changed = sorted(key for key, value in values.items() if self.live_sysctls[key] != value)
+            result['diff'] = {'before': ''.join('%s = %s\n' % (key, self.live_sysctls[key]) for key in changed),
+                              'after': ''.join('%s = %s\n' % (key, values[key]) for key in changed)}
+        return result
 
     def _nftables(self, check_mode, diff):
         section = self.effective.get('nftables') or {}
@@ -672,16 +744,25 @@ class Change:
             for key, gone in (('table', gone_tables), ('file', gone_files)):
                 if source.get(key) and not (wanted and source[key] == section.get(key)):
                     gone.add(source[key])
-        commands = []
+        commands, before, after = [], [], []
         for qualified in sorted(gone_tables):
+            if diff:
+                before.append(_nft_listing(qualified))
             commands.extend(_delete_nft_table(qualified, check_mode))
         for path in sorted(gone_files):
             commands.extend(_install.put_file(self.local(path), None, 0o600, check_mode))
         if wanted:
             commands.extend(_install.put_file(self.local(section['file']), section['content'], 0o600, check_mode,
                                               directory_mode=0o700))
-            commands.extend(_agent.apply_nft_file(section, check_mode, script=section['content'])['commands'])
-        return {'changed': bool(commands), 'commands': commands}
+            loaded = _agent.apply_nft_file(section, check_mode, script=section['content'], diff=diff)
+            commands.extend(loaded['commands'])
+            if loaded.get('diff'):
+                before.append(loaded['diff']['before'])
+                after.append(loaded['diff']['after'])
+        result = {'changed': bool(commands), 'commands': commands}
+        if diff:
+            result['diff'] = {'before': ''.join(before), 'after': ''.join(after)}
+        return result
 
     def saved(self):
         """The state file's document: what the agent applies after a reboot."""
@@ -696,12 +777,36 @@ class Change:
                 state['sysctl'] = dict(state['sysctl'], before=self.sysctl_before)
             else:
                 del state['sysctl']
+        if self.main_before is not None:
+            state['main_default_before'] = self.main_before
         return json.dumps(state, indent=4, sort_keys=True) + '\n'
 
+    def leaves_something(self):
+        """Whether this state puts anything on the router that a later run may have to remove."""
+        state = self.state
+        return bool((state.get('route_table') or {}).get('tables') or (state.get('rt_tables_entry') or {}).get('entries')
+                    or (state.get('ip_rule') or {}).get('rules') or state.get('address_rules')
+                    or (state.get('nftables') or {}).get('content') is not None or self.sysctl_values
+                    or (state.get('connmark_return') or {}).get('entries'))
+
     def _state_file(self, check_mode, diff):
-        want = self.saved() if self.persist else None
-        commands = _install.put_file(self.path, want, 0o600, check_mode, directory_mode=0o700)
+        """The state file for the agent (``persist``); else the same document as a record
+        the agent does not read, so the next run still knows what to remove."""
+        saved = self.saved() if self.leaves_something() else None
+        commands = _install.put_file(self.path, saved if self.persist else None, 0o600, check_mode,
+                                     directory_mode=0o700)
+        commands += _install.put_file(self.record_path, None if self.persist else saved, 0o600, check_mode,
+                                      directory_mode=0o700)
         return {'changed': bool(commands), 'commands': commands}
+
+
+def _nft_listing(qualified):
+    """The live listing of nftables table ``qualified`` ('inet NAME'), '' when there is none."""
+    family, dummy, table = qualified.partition(' ')
+    backend = NftBackend()
+    if family != 'inet' or backend.nft is None:
+        return ''
+    return backend.read_table(table) or ''
 
 
 def _delete_nft_table(qualified, check_mode):

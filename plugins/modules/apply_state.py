@@ -21,8 +21,15 @@ description:
   - The state has the format of the agent's state files (C(/etc/netpolicy/routing/ROLE.json),
     version 1, see the agent guide), plus the nftables file's content in C(nftables.content).
   - What the role's previous run saved and this state no longer has is removed (tables emptied,
-    table names dropped, the nftables table deleted, sysctls given back the value they had before
-    the role set them).
+    table names dropped, the nftables table deleted, sysctls and the main table's IPv4 default route
+    given back what they were before the role set them). A table name the role found in another
+    rt_tables file (written there before the role) is left there.
+  - With O(persist=false) the same document is kept as C(STATE_DIR/ROLE.applied), which the agent
+    does not read, so the next run still knows what to remove; a role with nothing to apply keeps
+    neither file.
+  - With C(--diff), each step shows what it owns before and after, under the step's name
+    (C(rt_tables_entry), C(route_table), C(ip_rule), C(sysctl), C(nftables), C(connmark_return));
+    the nftables table as C(nft list table) prints it, the sysctls as C(KEY = VALUE) lines.
   - Before changing anything the module records the state the change touches (policy rules, the
     routes of the tables, the nftables tables, the role's files, the sysctls). If a step fails,
     that recorded state is put back, so the router is never left half-changed.
@@ -65,7 +72,9 @@ options:
       - Not with O(state) or O(checks).
     type: dict
   persist:
-    description: Save the state in O(state_dir) for the agent C(netpolicy-routing); false removes it.
+    description:
+      - Save the state in O(state_dir) for the agent C(netpolicy-routing); false removes it (and keeps
+        the record described above instead).
     type: bool
     default: false
   state_dir:

@@ -41,6 +41,13 @@ def state_of(router, tables=('101',), rp_filter=True, nft=NFT):
     return state
 
 
+def empty_state(router):
+    """The state of a role with nothing to apply: everything it had goes."""
+    return {'role': 'source_routing', 'version': 1, 'ip_rule': {'rules': [], 'purge_priorities': '1000-1999'},
+            'nftables': {'table': 'inet np_test', 'file': os.path.join(router.files, 'test.nft'), 'content': None},
+            'sysctl': {'file': os.path.join(router.files, 'sysctl.conf'), 'values': {}}}
+
+
 def args(router, state, **more):
     return dict(dict(role='source_routing', state=state, persist=True, state_dir=router.files, netns=router.name), **more)
 
@@ -81,7 +88,13 @@ def test_apply_again_check_diff_and_remove(router):
             for line in applied['commands']] == predicted['commands']
     assert 'ip rule add priority 1000 from 192.168.1.10 lookup isp1' in applied['commands']
     assert 'ip route add default via 198.51.100.1 dev wan1 table 101' in applied['commands']
-    assert [diff['before_header'] for diff in applied['diff']] == ['rt_tables_entry', 'route_table', 'ip_rule']
+    assert [diff['before_header'] for diff in applied['diff']] == [
+        'rt_tables_entry', 'sysctl', 'route_table', 'ip_rule', 'nftables']
+    diffs = dict((diff['before_header'], diff) for diff in applied['diff'])
+    assert diffs['sysctl']['before'] == 'net.ipv4.conf.wan1.rp_filter = 0\n'
+    assert diffs['sysctl']['after'] == 'net.ipv4.conf.wan1.rp_filter = 2\n'
+    assert diffs['nftables']['before'] == '' and 'table inet np_test' in diffs['nftables']['after']
+    assert [diff['before_header'] for diff in predicted['diff']] == [diff['before_header'] for diff in applied['diff']]
     now = kernel(router)
     assert '1000:\tfrom 192.168.1.10 lookup isp1' in now['rules'] and 'meta mark 0x00000001' in now['nft']
     assert now['rp_filter'].strip() == '2'
@@ -106,15 +119,64 @@ def test_apply_again_check_diff_and_remove(router):
     assert 'isp1' not in kernel(router)['rt_tables']['rt_tables.d/netpolicy.conf']
 
     # nothing wanted: everything of the role goes, rp_filter gets its value from before back
-    empty = {'role': 'source_routing', 'version': 1, 'ip_rule': {'rules': [], 'purge_priorities': '1000-1999'},
-             'nftables': {'table': 'inet np_test', 'file': os.path.join(router.files, 'test.nft'), 'content': None},
-             'sysctl': {'file': os.path.join(router.files, 'sysctl.conf'), 'values': {}}}
-    removed = run_module(MODULE, args(router, empty, persist=False))
+    empty = empty_state(router)
+    removed = run_module(MODULE, args(router, empty, persist=False), diff=True)
+    assert [diff['before_header'] for diff in removed['diff']] == ['rt_tables_entry', 'sysctl', 'route_table',
+                                                                   'ip_rule', 'nftables']
     assert removed['changed']
     gone = kernel(router)
     assert '1001:' not in gone['rules'] and 'np_test' not in gone['nft'] and gone['rp_filter'].strip() == '0'
     assert gone['files'] == {} and router.ip('route', 'show', 'table', '102').stdout == ''
     assert not run_module(MODULE, args(router, empty, persist=False))['changed']
+
+
+def test_without_persist_a_record_still_tells_the_next_run_what_to_remove(router):
+    run_module(MODULE, args(router, state_of(router, ('101', '102')), persist=False))
+    files = kernel(router)['files']
+    assert 'source_routing.json' not in files  # the agent has nothing to apply
+    assert json.loads(files['source_routing.applied'])['rt_tables_entry']['entries'][0]['name'] == 'isp1'
+    smaller = run_module(MODULE, args(router, state_of(router, ('102',)), persist=False))
+    assert 'ip route del default via 198.51.100.1 dev wan1 table 101' in smaller['commands']
+    assert 'isp1' not in kernel(router)['rt_tables']['rt_tables.d/netpolicy.conf']
+    # persist on: the state file for the agent takes the record's place
+    run_module(MODULE, args(router, state_of(router, ('102',))))
+    files = kernel(router)['files']
+    assert 'source_routing.json' in files and 'source_routing.applied' not in files
+    run_module(MODULE, args(router, empty_state(router), persist=False))
+    assert kernel(router)['files'] == {}
+
+
+def test_the_main_tables_default_route_from_before_comes_back(router):
+    router.ip('route', 'add', 'default', 'via', '198.51.100.1', 'dev', 'wan1')
+    state = state_of(router)
+    state['route_table']['tables'].append({'table': 'main', 'routes': ['default via 203.0.113.1 dev wan2'],
+                                           'family': 'ipv4'})
+    run_module(MODULE, args(router, state))
+    run_module(MODULE, args(router, state))  # a later run keeps the first run's record
+    assert router.ip('route', 'show', 'default').stdout.strip() == 'default via 203.0.113.1 dev wan2'
+    saved = json.loads(kernel(router)['files']['source_routing.json'])
+    assert saved['main_default_before'] == 'default via 198.51.100.1 dev wan1'
+    removed = run_module(MODULE, args(router, empty_state(router), persist=False))
+    assert 'ip route replace default via 198.51.100.1 dev wan1 table main' in removed['commands']
+    assert router.ip('route', 'show', 'default').stdout.strip() == 'default via 198.51.100.1 dev wan1'
+
+    # no default route before the role: none after it
+    router.ip('route', 'del', 'default')
+    run_module(MODULE, args(router, state))
+    assert json.loads(kernel(router)['files']['source_routing.json'])['main_default_before'] == ''
+    run_module(MODULE, args(router, empty_state(router), persist=False))
+    assert router.ip('route', 'show', 'default').stdout.strip() == ''
+
+
+def test_a_name_line_from_before_the_role_stays(router):
+    """A line in rt_tables written by hand before the role, the same name and number the
+    role uses (the migration guide says it may stay): removing the role leaves it."""
+    router.rt_tables('255\tlocal\n254\tmain\n253\tdefault\n0\tunspec\n101\tisp1\n')
+    run_module(MODULE, args(router, state_of(router)))
+    removed = run_module(MODULE, args(router, empty_state(router), persist=False))
+    assert not removed.get('failed'), removed
+    assert '101\tisp1' in kernel(router)['rt_tables']['rt_tables']
+    assert '1000:' not in kernel(router)['rules']
 
 
 def test_a_failure_midway_puts_everything_back(router):

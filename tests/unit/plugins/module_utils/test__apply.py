@@ -56,10 +56,39 @@ def test_saved_document_has_no_file_content_and_the_values_from_before():
     change = _apply.Change.__new__(_apply.Change)
     change.state, change.sysctl_values = state, {'net.ipv4.conf.wan1.rp_filter': '2'}
     change.sysctl_before = {'net.ipv4.conf.wan1.rp_filter': '1'}
+    change.main_before = 'default via 198.51.100.1 dev wan1'
     saved = json.loads(change.saved())
     assert saved['nftables'] == {'table': 'inet t', 'file': '/x.nft'}
     assert saved['sysctl']['before'] == {'net.ipv4.conf.wan1.rp_filter': '1'}
+    assert saved['main_default_before'] == 'default via 198.51.100.1 dev wan1'
     assert state['nftables']['content'] == 'table inet t {}'
+
+
+MAIN = {'route_table': {'tables': [{'table': 'main', 'routes': [{'dest': 'default', 'dev': 'ppp0'}]}]}}
+
+
+def unread():
+    raise AssertionError('the live route is read only on the first run that sets it')
+
+
+def test_main_default_recorded_on_the_first_run_then_kept():
+    assert _apply.main_default_plan(MAIN, {}, lambda: 'default via 198.51.100.1 dev wan1') == (
+        'default via 198.51.100.1 dev wan1', None)
+    assert _apply.main_default_plan(MAIN, {}, lambda: '') == ('', None)
+    kept = dict(MAIN, main_default_before='default via 198.51.100.1 dev wan1')
+    assert _apply.main_default_plan(MAIN, kept, unread) == ('default via 198.51.100.1 dev wan1', None)
+    # saved before the record existed: unknown, so nothing is recorded (or given back later)
+    assert _apply.main_default_plan(MAIN, MAIN, unread) == (None, None)
+
+
+def test_main_default_given_back_when_the_state_no_longer_sets_it():
+    previous = dict(MAIN, main_default_before='default via 198.51.100.1 dev wan1')
+    assert _apply.main_default_plan({}, previous, unread) == (
+        None, {'table': 'main', 'routes': ['default via 198.51.100.1 dev wan1'], 'family': 'ipv4'})
+    assert _apply.main_default_plan({}, dict(MAIN, main_default_before=''), unread) == (
+        None, {'table': 'main', 'routes': ['default'], 'state': 'absent', 'family': 'ipv4'})
+    assert _apply.main_default_plan({}, MAIN, unread) == (None, None)
+    assert _apply.main_default_plan({}, {}, unread) == (None, None)
 
 
 def test_routes_come_back_from_json_with_their_nexthops_as_tuples():
