@@ -400,6 +400,16 @@ def normalize_route(spec, field, table, interfaces, family=None, addresses=None,
     if scope is not None and route_family == 'ipv6' and scope != 'global':
         raise InputError(field + '.scope', 'IPv6 routes have no scope (the kernel keeps global)')
     route['scope'] = scope or default_scope(route)
+    # What the kernel refuses whatever else the namespace holds (fib_create_info, fib_check_nh);
+    # scope link with a gateway that is not onlink depends on the routes to the gateway, so the
+    # kernel decides that one.
+    if route['scope'] == 'host' and (gateway is not None or nexthops is not None):
+        raise InputError(field + '.scope', 'a route with %s cannot have scope host (the kernel refuses it: '
+                         'host scope is for a destination on this host)'
+                         % ('a gateway' if nexthops is None else 'nexthops'))
+    if route['scope'] == 'link' and route['onlink'] and (gateway is not None or nexthops is not None):
+        raise InputError(field + '.scope', 'an onlink gateway cannot have scope link (the kernel refuses it); '
+                         'leave scope out for global')
     return route
 
 

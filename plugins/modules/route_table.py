@@ -99,6 +99,8 @@ options:
         description:
           - Route scope. Default as C(ip route) sets it, V(link) for a unicast route with only an
             interface, else V(global). IPv6 routes are always V(global).
+          - The kernel refuses V(host) with a gateway or nexthops, and V(link) with an O(routes[].onlink) gateway,
+            whatever else the host has; such a route fails before anything changes, also in check mode.
         type: str
         choices: [global, host, link, site]
       onlink:

@@ -70,11 +70,31 @@ def test_normalize_route(spec, expected):
      "routes[0].nexthops[1].dev: no interface 'x'"),
     (dict(dest='default', nexthops=[{'gateway': '198.51.100.1'}, {'gateway': '2001:db8::1'}]),
      'routes[0]: mixed address families'),
+    # What the kernel refuses whatever the namespace holds.
+    (dict(dest='10.2.0.0/16', gateway='198.51.100.1', dev='wan1', scope='host'),
+     'routes[0].scope: a route with a gateway cannot have scope host'),
+    (dict(dest='10.2.0.0/16', nexthops=[{'gateway': '198.51.100.1'}, {'gateway': '203.0.113.1'}], scope='host'),
+     'routes[0].scope: a route with nexthops cannot have scope host'),
+    (dict(dest='10.2.0.0/16', gateway='198.51.100.1', dev='wan1', onlink=True, scope='link'),
+     'routes[0].scope: an onlink gateway cannot have scope link'),
+    (dict(dest='10.2.0.0/16', nexthops=[{'gateway': '198.51.100.1'}, {'gateway': '203.0.113.1'}], onlink=True,
+          scope='link'), 'routes[0].scope: an onlink gateway cannot have scope link'),
 ])
 def test_normalize_route_rejects(spec, message):
     with pytest.raises(InputError) as caught:
         route(**spec)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize('spec', [
+    dict(dest='10.2.0.0/16', dev='wan1', scope='host'),
+    dict(dest='10.2.0.0/16', type='blackhole', scope='host'),
+    # The kernel takes these where a route of scope host leads to the gateway (its own address, say).
+    dict(dest='10.2.0.0/16', gateway='198.51.100.2', dev='wan1', scope='link'),
+    dict(dest='10.2.0.0/16', gateway='198.51.100.1', dev='wan1', onlink=True, scope='site'),
+])
+def test_scopes_the_kernel_may_take_are_left_to_it(spec):
+    assert route(**spec)['scope'] == spec['scope']
 
 
 def test_absent_routes_need_only_a_dest():
