@@ -84,6 +84,12 @@ options:
       src:
         description:
           - Preferred source address for traffic of the host itself (C(src)); must be an address of the host.
+          - A route to add or replace whose C(src) the kernel would refuse fails before anything changes,
+            also in check mode, naming this option. IPv4 takes an address that table C(local) holds as local,
+            that is an address of an interface (up or down) or one within a local route (C(127.0.0.0/8), or
+            C(ip route add local 192.0.2.0/24 dev lo table local)); not a broadcast address. IPv6 takes an
+            address of an interface once its duplicate address detection is over (not tentative); a link-local
+            one only for a route out of its interface. The addresses are read only when such a route is sent.
         type: str
       metric:
         description:

@@ -517,6 +517,12 @@ KERNEL_REFUSES = [
      'routes[0].scope: a route with nexthops cannot have scope host'),
     ('10.2.0.0/16 via 198.51.100.1 dev wan1 onlink scope link', '10.2.0.0/16 via 198.51.100.1 dev wan1 onlink scope link',
      'routes[0].scope: an onlink gateway cannot have scope link'),
+    ({'dest': '10.2.0.0/16', 'dev': 'wan1', 'src': '198.51.100.7'}, '10.2.0.0/16 dev wan1 src 198.51.100.7',
+     'routes[0].src: 198.51.100.7 is not a local address'),
+    ('10.2.0.0/16 dev wan1 src 198.51.100.255', '10.2.0.0/16 dev wan1 src 198.51.100.255',
+     'routes[0].src: 198.51.100.255 is not a local address'),
+    ({'dest': '2001:db8:9::/48', 'dev': 'wan1', 'src': '2001:db8:1::9'}, '2001:db8:9::/48 dev wan1 src 2001:db8:1::9',
+     'routes[0].src: 2001:db8:1::9 is not a local address'),
 ]
 
 
@@ -530,6 +536,18 @@ def test_what_the_kernel_refuses_fails_in_check_mode_too(netns, route, words, me
         assert snapshot(ns) == before
     refused = ns.ip('route', 'add', *(words.split() + ['table', '110']), check=False)
     assert refused.returncode != 0, refused
+
+
+def test_src_the_kernel_takes_is_taken(netns):
+    ns = lab(netns)
+    ns.ip('route', 'add', 'local', '192.0.2.0/24', 'dev', 'lo', 'table', 'local')  # AnyIP
+    routes = ['10.2.0.0/16 dev wan1 src 192.0.2.77', '10.3.0.0/16 dev wan1 src 127.0.0.5',
+              '10.4.0.0/16 dev wan2 src 198.51.100.2', '2001:db8:9::/48 dev wan2 src 2001:db8:1::2']
+    check = route_table(ns, table='110', routes=routes, check=True)
+    assert check['changed'] and 'failed' not in check, check
+    real = route_table(ns, table='110', routes=routes)
+    assert real['commands'] == check['commands'] and 'failed' not in real, real
+    assert not route_table(ns, table='110', routes=routes)['changed']
 
 
 def test_failure_midway_is_rolled_back(netns):
