@@ -296,6 +296,8 @@ BAD = [
     ({'rules': [{'priority': 5, 'from': '192.0.2.1', 'table': 1},
                 {'priority': 5, 'from': '192.0.2.1', 'table': 1, 'invert': True}]},
      'rules[1]: conflicts with'),
+    ({'rules': [{'from': '10.0.0.1', 'table': 1}, {'priority': 20, 'from': '10.0.0.1', 'table': 1}]},
+     'rules[1]: conflicts with rules[0]: the same rule, one with priority 20 and one without'),
 ]
 
 

@@ -324,6 +324,25 @@ def test_two_listed_rules_the_kernel_cannot_hold_both():
     assert caught.value.field == 'rules[1]'
 
 
+@pytest.mark.parametrize('second, message', [
+    ({'priority': 20, 'from': '10.0.0.1', 'table': 'isp1'},
+     'rules[1]: conflicts with rules[0]: the same rule, one with priority 20 and one without'),
+    ({'from': '10.0.0.1', 'table': 'isp1'}, 'rules[1]: the same rule as rules[0], without a priority either'),
+])
+def test_one_rule_listed_with_and_without_a_priority_is_refused(second, message):
+    first = rule(**{'from': '10.0.0.1', 'table': 'isp1'})
+    for pair in ([first, rule(**second)], [rule(**second), first]):
+        with pytest.raises(InputError) as caught:
+            plan_rules(KIND, KERNEL, pair, fields=['rules[0]', 'rules[1]'])
+        assert str(caught.value).startswith(message)
+    # Alike but for the table, or with a priority each, they are two rules; absent removes every copy.
+    other = rule(**{'from': '10.0.0.1', 'table': 'isp2'})
+    assert len(plan_rules(KIND, KERNEL, [first, other], fields=['rules[0]', 'rules[1]']).ops) == 2
+    both = [rule(**dict(second, priority=20)), rule(**{'from': '10.0.0.1', 'table': 'isp1', 'priority': 30})]
+    assert len(plan_rules(KIND, KERNEL, both, fields=['rules[0]', 'rules[1]']).ops) == 2
+    assert plan_rules(KIND, KERNEL, [first, rule(**second)], state='absent', fields=['rules[0]', 'rules[1]']).ops == []
+
+
 def test_absent_without_priority_deletes_every_copy_and_duplicates():
     copy1 = rule(**{'from': '192.0.2.1', 'table': 1, 'priority': 32765})
     copy2 = rule(**{'from': '192.0.2.1', 'table': 1, 'priority': 32764})
