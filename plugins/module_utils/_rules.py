@@ -149,6 +149,10 @@ def parse_fwmark(mark, mask, field):
         mask_number = U32_MAX if number else 0
     else:
         mask_number = _number(mask, mask_field, 'a 32-bit mark mask')
+    if number & ~mask_number:
+        # The kernel keeps such a rule but compares only the bits of the mask: 0x1/0xff00
+        # matches every packet whose bits 0xff00 are clear, not what was written.
+        raise InputError(mark_field, '%#x has bits outside mask %#x' % (number, mask_number))
     if not number and not mask_number:
         return None, None
     return number, mask_number

@@ -60,6 +60,9 @@ options:
       fwmark:
         description:
           - Firewall mark, 0..0xffffffff, decimal or C(0x) hex, optionally with a mask as C(MARK/MASK) (C(0x2/0xff)).
+          - A mark with bits outside its mask (C(0x1/0xff00)) is refused, as the kernel compares only the bits of the
+            mask and the rule would not match what it says. A mark of 0 with a mask (C(0/0xff)) matches packets
+            whose bits of the mask are all clear.
         type: str
       fwmask:
         description: Mask of O(rules[].fwmark); needs a mark. Default all bits (C(0xffffffff)).

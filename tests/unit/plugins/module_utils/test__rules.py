@@ -70,6 +70,10 @@ def test_normalize_good(options, expected):
     ({'fwmark': 'mark', 'table': 1}, 'fwmark', "not a 32-bit mark: 'mark'"),
     ({'fwmask': '0xff', 'table': 1}, 'fwmask', 'a mask needs a fwmark'),
     ({'fwmark': '1/0xff', 'fwmask': '0xf', 'table': 1}, 'fwmask', 'differs from the mask'),
+    ({'fwmark': '0x1', 'fwmask': '0xff00', 'table': 1}, 'fwmark', '0x1 has bits outside mask 0xff00'),
+    ({'fwmark': '0x1/0xff00', 'table': 1}, 'fwmark', '0x1 has bits outside mask 0xff00'),
+    ({'fwmark': '0x1ff', 'fwmask': 255, 'table': 1}, 'fwmark', '0x1ff has bits outside mask 0xff'),
+    ({'fwmark': '0x5/0', 'table': 1}, 'fwmark', '0x5 has bits outside mask 0'),
     ({'tos': '256', 'table': 1}, 'tos', 'out of range'),
     ({'tos': '0x02', 'table': 1}, 'tos', 'ECN bits'),
     ({'ipproto': 'nosuch', 'table': 1}, 'ipproto', 'unknown IP protocol'),
@@ -113,6 +117,9 @@ def test_top_level_field_names_have_no_prefix():
     ('0x7/0xf', None, (7, 15)),
     (0, None, (None, None)),
     ('0xffffffff', '0xffffffff', (0xffffffff, 0xffffffff)),
+    ('0/0xff', None, (0, 0xff)),  # the bits of the mask clear
+    ('0', '0xff00', (0, 0xff00)),
+    ('0x100/0xff00', None, (0x100, 0xff00)),
 ])
 def test_parse_fwmark(mark, mask, expected):
     assert parse_fwmark(mark, mask, '') == expected

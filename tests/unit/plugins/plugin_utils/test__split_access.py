@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from ansible_collections.netpolicy.routing.plugins.module_utils._rules import parse_fwmark
 from ansible_collections.netpolicy.routing.plugins.plugin_utils._split_access import role_input
 
 ISP1 = {'name': 'isp1', 'interface': 'wan1', 'gateway': '198.51.100.1', 'address': '198.51.100.2', 'table': 1,
@@ -373,3 +374,11 @@ def test_monitor_bool_as_ansible_reads_it():
 def test_monitor_targets_without_uplinks_are_refused():
     assert role_input({'split_access_monitor': {'targets': {'isp1': ['203.0.113.10']}}}).errors == [
         'split_access_monitor.targets.isp1: not an uplink of split_access_uplinks']
+
+
+@pytest.mark.parametrize('mark', [1, 255])
+def test_fwmark_rules_have_no_bits_outside_their_mask(mark):
+    """ip_rule refuses a mark with bits outside its mask: the lowest and highest mark are within it."""
+    rules = built(split_access_uplinks=uplinks({'mark': mark})).state['ip_rule']['rules']
+    marks = [rule['fwmark'] for rule in rules if 'fwmark' in rule]
+    assert marks and all(parse_fwmark(fwmark, None, 'fwmark')[0] for fwmark in marks)
