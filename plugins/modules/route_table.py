@@ -150,7 +150,11 @@ options:
             default: 1
   state:
     description:
-      - V(present) adds or replaces the listed routes, V(absent) removes them (matched by destination and metric).
+      - V(present) adds or replaces the listed routes, V(absent) removes them.
+      - V(absent) matches a route by its destination and metric only (with its family and the table, the
+        kernel's identity of a route); its gateway, interface and other options are not compared. A route
+        given by O(routes[].dest) alone removes the route to that destination with the default metric,
+        whatever its next hop.
       - V(absent) with O(purge=true) removes every route of the table but the kernel's connected routes.
       - In O(tables), the default of an entry's C(state).
     type: str
@@ -306,6 +310,14 @@ EXAMPLES = r'''
     # (the fastest form, see the collection's docs/performance.md). A rerun that changes
     # nothing reads the table once.
     routes: "{{ lookup('ansible.builtin.file', 'isp1-routes.txt') }}"
+
+- name: Remove the route to 10.9.0.0/16 from table isp1, whatever its gateway (matched by dest and metric)
+  netpolicy.routing.route_table:
+    table: isp1
+    state: absent
+    routes:
+      - 10.9.0.0/16
+      - {dest: "2001:db8:9::/48", metric: 1024}
 
 - name: Remove every route of table 7375 but the connected ones
   netpolicy.routing.route_table:
