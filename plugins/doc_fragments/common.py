@@ -16,8 +16,12 @@ options:
   netns:
     description:
       - Name of a network namespace of the managed host (as listed by C(ip netns list)) to act in.
-      - Files under C(/etc) are read and written in C(/etc/netns/NAME/) where that exists, as
-        C(ip netns exec NAME) would see them.
+      - Files under C(/etc) are read and written as C(ip netns exec NAME) would see them; a file
+        C(/etc/DIR/FILE) is C(/etc/netns/NAME/DIR/FILE) when the directory C(/etc/netns/NAME/DIR) exists,
+        else the host's own C(/etc/DIR/FILE). For example M(netpolicy.routing.rt_tables_entry) writes
+        C(/etc/netns/NAME/iproute2/rt_tables.d/netpolicy.conf) only when C(/etc/netns/NAME/iproute2) exists,
+        and otherwise the host's C(/etc/iproute2/rt_tables.d/netpolicy.conf), which every namespace without
+        its own C(iproute2) directory reads too.
       - The namespace must exist; the module never creates one.
     type: str
 requirements:

@@ -267,10 +267,11 @@ class RouteSocket:
                           lambda data, offset, end: decode_event(RTM_NEWLINK, data, offset, end), 'links')
 
     def dump_addresses(self):
-        """decode_event's 'address' dicts of every address, both families, with ``family`` and ``scope``."""
+        """decode_event's 'address' dicts of every address, both families, with ``family``, ``scope``
+        and ``flags`` (the IFA_F_* bits of ifaddrmsg, tentative among them)."""
         def decode(data, offset, end):
             family, prefixlen, flags, scope, ifindex = _IFADDRMSG.unpack_from(data, offset)
-            return dict(decode_event(RTM_NEWADDR, data, offset, end), family=family, scope=scope)
+            return dict(decode_event(RTM_NEWADDR, data, offset, end), family=family, scope=scope, flags=flags)
 
         return self._dump(RTM_GETADDR, _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0), decode, 'addresses')
 

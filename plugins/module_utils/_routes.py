@@ -400,6 +400,16 @@ def normalize_route(spec, field, table, interfaces, family=None, addresses=None,
     if scope is not None and route_family == 'ipv6' and scope != 'global':
         raise InputError(field + '.scope', 'IPv6 routes have no scope (the kernel keeps global)')
     route['scope'] = scope or default_scope(route)
+    # What the kernel refuses whatever else the namespace holds (fib_create_info, fib_check_nh);
+    # scope link with a gateway that is not onlink depends on the routes to the gateway, so the
+    # kernel decides that one.
+    if route['scope'] == 'host' and (gateway is not None or nexthops is not None):
+        raise InputError(field + '.scope', 'a route with %s cannot have scope host (the kernel refuses it: '
+                         'host scope is for a destination on this host)'
+                         % ('a gateway' if nexthops is None else 'nexthops'))
+    if route['scope'] == 'link' and route['onlink'] and (gateway is not None or nexthops is not None):
+        raise InputError(field + '.scope', 'an onlink gateway cannot have scope link (the kernel refuses it); '
+                         'leave scope out for global')
     return route
 
 
@@ -407,14 +417,16 @@ def normalize_route(spec, field, table, interfaces, family=None, addresses=None,
 key = operator.itemgetter('family', 'table', 'dest', 'tos', 'metric')
 
 
-def normalize_routes(specs, field, table, interfaces, family=None, addresses=None, absent=False, known=None):
+def normalize_routes(specs, field, table, interfaces, family=None, addresses=None, absent=False, known=None,
+                     where=None):
     """{key: route} of a list of user routes; two different routes with one key are an error.
 
     ``known(text)``: the route a string means when the table has it already, or None
-    (see KnownRoutes).
+    (see KnownRoutes). ``where``: a dict to fill with {key: the field of the route}.
     """
     addresses = addresses or _Addresses()
-    routes, where = {}, {}
+    routes = {}
+    where = {} if where is None else where
     # Routes that differ only in dest normalize alike: with 10,000 routes over a few
     # gateways, each shape is checked once and the others are copies with their dest.
     shapes = {}
@@ -835,7 +847,9 @@ class Memo:
     kernel state, has nothing to do, and can tell so from one dump of each table.
 
     The plan of a run depends on its arguments, the table names, the interfaces and
-    the routes of the tables it reads, and on nothing else. A run that ended with the
+    the routes of the tables it reads, and on nothing else. (The addresses of the host
+    matter to check_sources, but only for routes a plan sends: a no-op run has none,
+    and a route whose src went away has changed in the kernel's dump.) A run that ended with the
     kernel as asked (a no-op, or a change it verified) writes the SHA-256 of all of
     these (the routes as the kernel's dump messages, undecoded) and of the code that
     plans, with the tables it read. A later run with the same key is a no-op as
@@ -961,8 +975,11 @@ class TableTarget:
         known = None
         if self.state == 'present':
             known = KnownRoutes(read, self.table, self.family, interfaces, addresses).get
+        # {key: field} of the listed routes, for what is checked once the plan is made (check_sources).
+        self.fields = {}
         self.listed = normalize_routes(entry['routes'], field + 'routes', self.table, interfaces,
-                                       self.family, addresses, absent=self.state == 'absent', known=known)
+                                       self.family, addresses, absent=self.state == 'absent', known=known,
+                                       where=self.fields)
         self.copy_from = None
         if entry.get('copy_from') is not None:
             self.copy_from = _table_id(entry['copy_from'], field + 'copy_from', netns, names)
@@ -1063,6 +1080,7 @@ def change(params, check_mode=False, diff=False):
             return plan()
 
         first = plan()
+        check_sources(first, targets, LocalAddresses(sock, interfaces))
         before = read.as_read()
         result = execute(first, kind, replan=replan, check_mode=check_mode, diff=diff)
         if diff:
@@ -1074,6 +1092,106 @@ def change(params, check_mode=False, diff=False):
             # The kernel is as asked now (a no-op, or a change execute verified).
             memo.remember(read, result)
     return result
+
+
+def check_sources(plan, targets, local):
+    """Refuse, before anything changes, a listed route to add or replace whose src the kernel
+    would refuse. Only routes the plan sends are looked at: a route the table has as asked
+    is left as it is, so a no-op run (and the memo, which knows only no-op runs) has none
+    to check and reads no address."""
+    for op in plan.ops:
+        route = op.item
+        if op.action == DELETE or route['src'] is None:
+            continue
+        for target in targets:
+            field = target.fields.get(key(route))  # copied routes have none: the kernel has them
+            if field is not None:
+                problem = local.refusal(route)
+                if problem is not None:
+                    raise InputError(field + '.src', problem)
+
+
+class LocalAddresses:
+    """Whether the kernel takes an address as the src of a route; what that takes is read
+    once, when first asked (IPv4: one dump of table local; IPv6: one of the addresses).
+
+    IPv4 (the kernel's fib_valid_prefsrc): the longest match for the address in table
+    local is a local route; that is an address of an interface (up or down) or an address
+    within a local route (127.0.0.0/8, or ``ip route add local 192.0.2.0/24 dev lo table
+    local``). A broadcast address is not. (The kernel also looks in the route's own
+    table first, where a local route is rare: not looked at here.)
+
+    IPv6 (ipv6_chk_addr): an address of an interface that is not tentative (its duplicate
+    address detection is over); a link-local or host one only for a route out of its own
+    interface.
+    """
+
+    # rtm_type RTN_LOCAL; ifa_flags IFA_F_TENTATIVE; ifa_scope RT_SCOPE_LINK
+    LOCAL_TYPE = 2
+    TENTATIVE = 0x40
+    LINK_SCOPE = 253
+
+    def __init__(self, sock, interfaces):
+        self.sock = sock
+        self.names = dict((index, name) for name, index in interfaces.items())
+        self.local_routes = None
+        self.addresses = None
+        self.refusals = {}
+
+    def refusal(self, route):
+        """None when the kernel takes ``route['src']``, else the reason it does not."""
+        devs = self._devs(route)
+        found = self.refusals.get((route['src'], devs), False)
+        if found is False:
+            if route['family'] == 'ipv4':
+                found = self._ipv4_refusal(route['src'])
+            else:
+                found = self._ipv6_refusal(route['src'], devs)
+            self.refusals[(route['src'], devs)] = found
+        return found
+
+    @staticmethod
+    def _devs(route):
+        """The interfaces the route leaves by: a tuple, with '' for one the kernel picks."""
+        if route['type'] != 'unicast':
+            return ('lo',)  # the kernel gives these routes the loopback interface
+        if route['nexthops'] is not None:
+            return tuple(sorted(set(dev or '' for gateway, dev, weight in route['nexthops'])))
+        return (route['dev'] or '',)
+
+    def _ipv4_refusal(self, src):
+        if self.local_routes is None:
+            messages = self.sock.dump_route_messages(socket.AF_INET, LOCAL_TABLE)
+            self.local_routes = [(ipaddress.ip_network('%s/%d' % (raw['dst'] or '0.0.0.0', raw['dst_len'])),
+                                  raw['type']) for raw in _netlink.decode_routes(socket.AF_INET, LOCAL_TABLE, messages)]
+        address = ipaddress.ip_address(src)
+        matches = [(network.prefixlen, route_type) for network, route_type in self.local_routes if address in network]
+        if matches and max(matches)[1] == self.LOCAL_TYPE:
+            return None
+        return ('%s is not a local address of this network namespace (the kernel takes as src only an address '
+                'of the host)' % src)
+
+    def _ipv6_refusal(self, src, devs):
+        if self.addresses is None:
+            self.addresses = [address for address in self.sock.dump_addresses()
+                              if address['family'] == socket.AF_INET6 and address['address']]
+        wanted = ipaddress.ip_address(src)
+        found = [address for address in self.addresses
+                 if ipaddress.ip_address(address['address'].split('/')[0]) == wanted]
+        if not found:
+            return ('%s is not a local address of this network namespace (the kernel takes as src only an address '
+                    'of the host)' % src)
+        ready = [address for address in found if not address['flags'] & self.TENTATIVE]
+        if not ready:
+            return ('%s is tentative on %s: the kernel takes it as src only once its duplicate address detection '
+                    'is over' % (src, self.names.get(found[0]['ifindex'], found[0]['ifindex'])))
+        for address in ready:
+            name = self.names.get(address['ifindex'])
+            if address['scope'] < self.LINK_SCOPE or all(dev in ('', name) for dev in devs):
+                return None
+        name = self.names.get(ready[0]['ifindex'], ready[0]['ifindex'])
+        return ('%s is an address of %s only, with %s scope: the kernel takes it as src only for a route out of %s'
+                % (src, name, 'host' if ready[0]['scope'] > self.LINK_SCOPE else 'link', name))
 
 
 def routes_after(kind, plan, before, targets):

@@ -149,6 +149,10 @@ def parse_fwmark(mark, mask, field):
         mask_number = U32_MAX if number else 0
     else:
         mask_number = _number(mask, mask_field, 'a 32-bit mark mask')
+    if number & ~mask_number:
+        # The kernel keeps such a rule but compares only the bits of the mask: 0x1/0xff00
+        # matches every packet whose bits 0xff00 are clear, not what was written.
+        raise InputError(mark_field, '%#x has bits outside mask %#x' % (number, mask_number))
     if not number and not mask_number:
         return None, None
     return number, mask_number
@@ -575,6 +579,7 @@ def plan_rules(kind, current, desired, state='present', purge=None, purge_family
                        and rule['priority'] in (None, have['priority'])]
         plan = build_plan(kind, rules, doomed, state='absent')
     else:
+        _check_same_rules(desired, fields)
         resolved = resolve_priorities(desired, rules)
         _check_conflicts(resolved, fields, kind)
         owned = None
@@ -600,6 +605,26 @@ def _with_duplicates(kind, ops, rules):
         if op.action == DELETE:
             result += [Op(DELETE, op.item, op.text)] * (counts.get(key(op.item), 1) - 1)
     return result
+
+
+def _check_same_rules(desired, fields):
+    """Two listed rules alike but for their priority, one of them without one: a rule
+    without a priority matches the same rule at any priority, so which priority is meant
+    is not clear (and both would be added, each at its own)."""
+    seen = {}
+    for index, rule in enumerate(desired):
+        rest = _without_priority(rule)
+        for other in seen.get(rest, []):
+            priorities = (desired[other]['priority'], rule['priority'])
+            if priorities == (None, None):
+                raise InputError(fields[index] or 'rules', 'the same rule as %s, without a priority either: '
+                                 'list it once' % fields[other])
+            if None in priorities:
+                given = [priority for priority in priorities if priority is not None][0]
+                raise InputError(fields[index] or 'rules', 'conflicts with %s: the same rule, one with priority %d '
+                                 'and one without, which matches it at any priority; give both the same priority '
+                                 'or list it once' % (fields[other], given))
+        seen.setdefault(rest, []).append(index)
 
 
 def _check_conflicts(resolved, fields, kind):

@@ -24,7 +24,9 @@ description:
   - A rule without O(priority) matches an existing rule with the same other attributes at any
     priority. When it has to be added it gets the priority the kernel would pick (one below the
     second rule of its family, as C(ip rule add) without C(priority) does), and the request and
-    RV(commands) say it explicitly.
+    RV(commands) say it explicitly. With O(state=present), one list cannot hold the same rule twice
+    where one of them has no priority (with another priority, or none either), as which priority is meant
+    is not clear; the task fails naming both entries.
   - New rules are added before old ones are deleted, so traffic never falls through a gap; a rule
     the kernel counts as the same as a new one (it ignores C(not) and the goto target, and
     C(from)/C(to)/C(tos) when the new rule does not have them) is deleted first.
@@ -58,6 +60,9 @@ options:
       fwmark:
         description:
           - Firewall mark, 0..0xffffffff, decimal or C(0x) hex, optionally with a mask as C(MARK/MASK) (C(0x2/0xff)).
+          - A mark with bits outside its mask (C(0x1/0xff00)) is refused, as the kernel compares only the bits of the
+            mask and the rule would not match what it says. A mark of 0 with a mask (C(0/0xff)) matches packets
+            whose bits of the mask are all clear.
         type: str
       fwmask:
         description: Mask of O(rules[].fwmark); needs a mark. Default all bits (C(0xffffffff)).

@@ -84,6 +84,12 @@ options:
       src:
         description:
           - Preferred source address for traffic of the host itself (C(src)); must be an address of the host.
+          - A route to add or replace whose C(src) the kernel would refuse fails before anything changes,
+            also in check mode, naming this option. IPv4 takes an address that table C(local) holds as local,
+            that is an address of an interface (up or down) or one within a local route (C(127.0.0.0/8), or
+            C(ip route add local 192.0.2.0/24 dev lo table local)); not a broadcast address. IPv6 takes an
+            address of an interface once its duplicate address detection is over (not tentative); a link-local
+            one only for a route out of its interface. The addresses are read only when such a route is sent.
         type: str
       metric:
         description:
@@ -99,6 +105,8 @@ options:
         description:
           - Route scope. Default as C(ip route) sets it, V(link) for a unicast route with only an
             interface, else V(global). IPv6 routes are always V(global).
+          - The kernel refuses V(host) with a gateway or nexthops, and V(link) with an O(routes[].onlink) gateway,
+            whatever else the host has; such a route fails before anything changes, also in check mode.
         type: str
         choices: [global, host, link, site]
       onlink:
@@ -142,7 +150,11 @@ options:
             default: 1
   state:
     description:
-      - V(present) adds or replaces the listed routes, V(absent) removes them (matched by destination and metric).
+      - V(present) adds or replaces the listed routes, V(absent) removes them.
+      - V(absent) matches a route by its destination and metric only (with its family and the table, the
+        kernel's identity of a route); its gateway, interface and other options are not compared. A route
+        given by O(routes[].dest) alone removes the route to that destination with the default metric,
+        whatever its next hop.
       - V(absent) with O(purge=true) removes every route of the table but the kernel's connected routes.
       - In O(tables), the default of an entry's C(state).
     type: str
@@ -298,6 +310,14 @@ EXAMPLES = r'''
     # (the fastest form, see the collection's docs/performance.md). A rerun that changes
     # nothing reads the table once.
     routes: "{{ lookup('ansible.builtin.file', 'isp1-routes.txt') }}"
+
+- name: Remove the route to 10.9.0.0/16 from table isp1, whatever its gateway (matched by dest and metric)
+  netpolicy.routing.route_table:
+    table: isp1
+    state: absent
+    routes:
+      - 10.9.0.0/16
+      - {dest: "2001:db8:9::/48", metric: 1024}
 
 - name: Remove every route of table 7375 but the connected ones
   netpolicy.routing.route_table:

@@ -38,7 +38,10 @@ options:
   id:
     description:
       - Number of the routing table, 1 to 2147483647; not the reserved 253, 254, 255.
-      - iproute2 ignores rt_tables lines with a number above 2147483647, so larger tables cannot have a name.
+      - A larger id is refused, although the kernel has tables up to 4294967295, because iproute2 reads the number of an
+        rt_tables line as a signed 32-bit integer and ignores a line whose number is above 2147483647, so a name
+        for such a table would never resolve. M(netpolicy.routing.route_table) and M(netpolicy.routing.ip_rule)
+        take those tables by their number.
       - Required with O(state=present). With O(state=absent) it is optional; when given, it must match.
     type: int
   entries:
@@ -67,7 +70,8 @@ options:
     description:
       - The file this module writes, C(/etc/iproute2/rt_tables) or a C(/etc/iproute2/rt_tables.d/NAME.conf)
         drop-in. The directory is created when missing; a new file gets mode 0644.
-      - With O(netns), the file lives under C(/etc/netns/NAME/iproute2/) when that directory exists.
+      - With O(netns), the file lives under C(/etc/netns/NAME/iproute2/) when that directory exists, else it is
+        the host's file (see O(netns)).
     type: str
     default: /etc/iproute2/rt_tables.d/netpolicy.conf
 notes:

@@ -288,6 +288,8 @@ BAD = [
     ({'rules': [{'from': '192.0.2.1', 'table': 'nosuchtable'}]}, "rules[0].table: unknown routing table name 'nosuchtable'"),
     ({'fwmark': '0x100000000', 'table': 1}, 'fwmark: a 32-bit mark 4294967296 is out of range'),
     ({'fwmask': '0xff', 'table': 1}, 'fwmask: a mask needs a fwmark'),
+    ({'fwmark': '0x1', 'fwmask': '0xff00', 'table': 1}, 'fwmark: 0x1 has bits outside mask 0xff00'),
+    ({'rules': [{'fwmark': '0x1/0xff00', 'table': 1}]}, 'rules[0].fwmark: 0x1 has bits outside mask 0xff00'),
     ({'from': '192.0.2.1', 'to': '2001:db8::1', 'table': 1}, 'to: mixed address families in one rule'),
     ({'priority': 100, 'goto': 100}, 'goto: goto 100 must be a priority after'),
     ({'from': '192.0.2.1'}, 'table: action lookup needs a table'),
@@ -296,6 +298,8 @@ BAD = [
     ({'rules': [{'priority': 5, 'from': '192.0.2.1', 'table': 1},
                 {'priority': 5, 'from': '192.0.2.1', 'table': 1, 'invert': True}]},
      'rules[1]: conflicts with'),
+    ({'rules': [{'from': '10.0.0.1', 'table': 1}, {'priority': 20, 'from': '10.0.0.1', 'table': 1}]},
+     'rules[1]: conflicts with rules[0]: the same rule, one with priority 20 and one without'),
 ]
 
 

@@ -507,6 +507,49 @@ def test_bad_input_touches_nothing(netns, args, message):
     assert snapshot(ns) == before
 
 
+# Routes the kernel always refuses, with the `ip route add` words of each: check mode fails
+# on them as the real run does, naming the option, and the kernel refuses them indeed.
+KERNEL_REFUSES = [
+    ({'dest': '10.2.0.0/16', 'gateway': '198.51.100.1', 'dev': 'wan1', 'scope': 'host'},
+     '10.2.0.0/16 via 198.51.100.1 dev wan1 scope host', 'routes[0].scope: a route with a gateway cannot have scope host'),
+    ('10.2.0.0/16 scope host nexthop via 198.51.100.1 dev wan1 nexthop via 203.0.113.1 dev wan2',
+     '10.2.0.0/16 scope host nexthop via 198.51.100.1 dev wan1 nexthop via 203.0.113.1 dev wan2',
+     'routes[0].scope: a route with nexthops cannot have scope host'),
+    ('10.2.0.0/16 via 198.51.100.1 dev wan1 onlink scope link', '10.2.0.0/16 via 198.51.100.1 dev wan1 onlink scope link',
+     'routes[0].scope: an onlink gateway cannot have scope link'),
+    ({'dest': '10.2.0.0/16', 'dev': 'wan1', 'src': '198.51.100.7'}, '10.2.0.0/16 dev wan1 src 198.51.100.7',
+     'routes[0].src: 198.51.100.7 is not a local address'),
+    ('10.2.0.0/16 dev wan1 src 198.51.100.255', '10.2.0.0/16 dev wan1 src 198.51.100.255',
+     'routes[0].src: 198.51.100.255 is not a local address'),
+    ({'dest': '2001:db8:9::/48', 'dev': 'wan1', 'src': '2001:db8:1::9'}, '2001:db8:9::/48 dev wan1 src 2001:db8:1::9',
+     'routes[0].src: 2001:db8:1::9 is not a local address'),
+]
+
+
+@pytest.mark.parametrize('route,words,message', KERNEL_REFUSES, ids=[words for route, words, message in KERNEL_REFUSES])
+def test_what_the_kernel_refuses_fails_in_check_mode_too(netns, route, words, message):
+    ns = lab(netns)
+    before = snapshot(ns)
+    for check in (True, False):
+        result = route_table(ns, table='110', routes=[route], check=check)
+        assert result.get('failed') and message in result['msg'] and not result.get('commands'), (check, result)
+        assert snapshot(ns) == before
+    refused = ns.ip('route', 'add', *(words.split() + ['table', '110']), check=False)
+    assert refused.returncode != 0, refused
+
+
+def test_src_the_kernel_takes_is_taken(netns):
+    ns = lab(netns)
+    ns.ip('route', 'add', 'local', '192.0.2.0/24', 'dev', 'lo', 'table', 'local')  # AnyIP
+    routes = ['10.2.0.0/16 dev wan1 src 192.0.2.77', '10.3.0.0/16 dev wan1 src 127.0.0.5',
+              '10.4.0.0/16 dev wan2 src 198.51.100.2', '2001:db8:9::/48 dev wan2 src 2001:db8:1::2']
+    check = route_table(ns, table='110', routes=routes, check=True)
+    assert check['changed'] and 'failed' not in check, check
+    real = route_table(ns, table='110', routes=routes)
+    assert real['commands'] == check['commands'] and 'failed' not in real, real
+    assert not route_table(ns, table='110', routes=routes)['changed']
+
+
 def test_failure_midway_is_rolled_back(netns):
     ns = lab(netns)
     ns.ip('route', 'add', '192.0.2.0/26', 'via', '198.51.100.1', 'table', '120')

@@ -8,9 +8,9 @@ import pytest
 from ansible_collections.netpolicy.routing.plugins.module_utils import _netlink
 from ansible_collections.netpolicy.routing.plugins.module_utils._engine import ADD, DELETE, REPLACE, InputError
 from ansible_collections.netpolicy.routing.plugins.module_utils._routes import (
-    KnownRoutes, Memo, RouteKind, SpecTexts, TableTarget, _ipv4_prefix, complete, from_netlink, key, normalize_excludes,
-    normalize_route, normalize_routes, parse_route_text, route_options, route_shape, routes_of_dump, spec_text, table_entries,
-    to_request)
+    KnownRoutes, LocalAddresses, Memo, RouteKind, SpecTexts, TableTarget, _ipv4_prefix, check_sources, complete,
+    from_netlink, key, normalize_excludes, normalize_route, normalize_routes, parse_route_text, route_options,
+    route_shape, routes_of_dump, spec_text, table_entries, to_request)
 
 INTERFACES = {'lo': 1, 'wan1': 2, 'wan2': 3}
 NAMES = dict((index, name) for name, index in INTERFACES.items())
@@ -70,11 +70,31 @@ def test_normalize_route(spec, expected):
      "routes[0].nexthops[1].dev: no interface 'x'"),
     (dict(dest='default', nexthops=[{'gateway': '198.51.100.1'}, {'gateway': '2001:db8::1'}]),
      'routes[0]: mixed address families'),
+    # What the kernel refuses whatever the namespace holds.
+    (dict(dest='10.2.0.0/16', gateway='198.51.100.1', dev='wan1', scope='host'),
+     'routes[0].scope: a route with a gateway cannot have scope host'),
+    (dict(dest='10.2.0.0/16', nexthops=[{'gateway': '198.51.100.1'}, {'gateway': '203.0.113.1'}], scope='host'),
+     'routes[0].scope: a route with nexthops cannot have scope host'),
+    (dict(dest='10.2.0.0/16', gateway='198.51.100.1', dev='wan1', onlink=True, scope='link'),
+     'routes[0].scope: an onlink gateway cannot have scope link'),
+    (dict(dest='10.2.0.0/16', nexthops=[{'gateway': '198.51.100.1'}, {'gateway': '203.0.113.1'}], onlink=True,
+          scope='link'), 'routes[0].scope: an onlink gateway cannot have scope link'),
 ])
 def test_normalize_route_rejects(spec, message):
     with pytest.raises(InputError) as caught:
         route(**spec)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize('spec', [
+    dict(dest='10.2.0.0/16', dev='wan1', scope='host'),
+    dict(dest='10.2.0.0/16', type='blackhole', scope='host'),
+    # The kernel takes these where a route of scope host leads to the gateway (its own address, say).
+    dict(dest='10.2.0.0/16', gateway='198.51.100.2', dev='wan1', scope='link'),
+    dict(dest='10.2.0.0/16', gateway='198.51.100.1', dev='wan1', onlink=True, scope='site'),
+])
+def test_scopes_the_kernel_may_take_are_left_to_it(spec):
+    assert route(**spec)['scope'] == spec['scope']
 
 
 def test_absent_routes_need_only_a_dest():
@@ -317,6 +337,83 @@ def test_copy_from_plan():
         'ip route add 198.51.100.0/24 dev wan1 table 4 src 198.51.100.2',
         'ip route add blackhole 10.0.0.0/8 table 4 metric 5',  # the listed route wins
     ]
+
+
+class _AddressSocket:
+    """dump_route_messages of table local and dump_addresses, as the kernel of a small router gives them."""
+
+    LOCAL = [('127.0.0.0', 8, 2), ('127.0.0.1', 32, 2), ('127.255.255.255', 32, 3), ('198.51.100.2', 32, 2),
+             ('198.51.100.255', 32, 3), ('192.0.2.0', 24, 2)]  # the last one: AnyIP
+    ADDRESSES = [(socket.AF_INET6, '2001:db8:1::2/64', 0, 0, 2), (socket.AF_INET6, 'fe80::2/64', 253, 0, 2),
+                 (socket.AF_INET6, '2001:db8:2::2/64', 0, 0x40, 3),  # tentative
+                 (socket.AF_INET6, '::1/128', 254, 0x80, 1), (socket.AF_INET, '198.51.100.2/24', 0, 0x80, 2)]
+
+    def __init__(self):
+        self.dumps = 0
+
+    def dump_route_messages(self, family, table):
+        assert (family, table) == (socket.AF_INET, 255)
+        self.dumps += 1
+        messages = []
+        for dst, length, route_type in self.LOCAL:
+            data = _netlink.encode_route({'family': family, 'table': table, 'dst': dst, 'dst_len': length, 'proto': 2,
+                                          'scope': 254, 'type': route_type, 'flags': 0, 'oif': 1})
+            messages.append((data, 0, len(data)))
+        return messages
+
+    def dump_addresses(self):
+        self.dumps += 1
+        return [{'kind': 'address', 'action': 'new', 'family': family, 'address': address, 'scope': scope,
+                 'flags': flags, 'ifindex': ifindex} for family, address, scope, flags, ifindex in self.ADDRESSES]
+
+
+@pytest.mark.parametrize('spec,problem', [
+    (dict(dest='10.2.0.0/16', dev='wan1', src='198.51.100.2'), None),
+    (dict(dest='10.2.0.0/16', dev='wan1', src='127.0.0.5'), None),        # within local 127.0.0.0/8
+    (dict(dest='10.2.0.0/16', dev='wan1', src='192.0.2.77'), None),       # AnyIP
+    (dict(dest='10.2.0.0/16', type='blackhole', src='198.51.100.2'), None),
+    (dict(dest='10.2.0.0/16', dev='wan1', src='198.51.100.7'), '198.51.100.7 is not a local address'),
+    (dict(dest='10.2.0.0/16', dev='wan1', src='198.51.100.255'), '198.51.100.255 is not a local address'),
+    (dict(dest='10.2.0.0/16', dev='wan1', src='127.255.255.255'), 'is not a local address'),
+    (dict(dest='2001:db8:9::/48', dev='wan2', src='2001:db8:1::2'), None),
+    (dict(dest='2001:db8:9::/48', dev='wan1', src='fe80::2'), None),
+    (dict(dest='2001:db8:9::/48', gateway='2001:db8:1::1', src='fe80::2'), None),  # the kernel picks the interface
+    (dict(dest='2001:db8:9::/48', dev='wan1', src='2001:DB8:1:0::2'), None),
+    (dict(dest='2001:db8:9::/48', dev='wan1', src='2001:db8:1::9'), '2001:db8:1::9 is not a local address'),
+    (dict(dest='2001:db8:9::/48', dev='wan1', src='2001:db8:2::2'), '2001:db8:2::2 is tentative on wan2'),
+    (dict(dest='2001:db8:9::/48', dev='wan2', src='fe80::2'), 'fe80::2 is an address of wan1 only, with link scope'),
+    (dict(dest='2001:db8:9::/48', dev='wan1', src='::1'), '::1 is an address of lo only, with host scope'),
+    (dict(dest='2001:db8:9::/48', type='blackhole', src='::1'), None),  # the kernel gives it the loopback
+])
+def test_local_addresses_take_what_the_kernel_takes_as_src(spec, problem):
+    found = LocalAddresses(_AddressSocket(), INTERFACES).refusal(route(**spec))
+    if problem is None:
+        assert found is None
+    else:
+        assert problem in found
+
+
+def test_a_src_is_checked_where_a_listed_route_is_sent_and_addresses_read_once():
+    sock = _AddressSocket()
+    local = LocalAddresses(sock, INTERFACES)
+    listed = [{'dest': '10.%d.0.0/16' % index, 'dev': 'wan1', 'src': '198.51.100.2'} for index in range(3)]
+    have = dict(route(dest='10.9.0.0/16', dev='wan1', src='198.51.100.9'), table=4)
+    # The kernel has 10.9.0.0/16 as asked already: nothing to send, nothing to check.
+    listed.append('10.9.0.0/16 dev wan1 src 198.51.100.9')
+    target = _target(kernel={('ipv4', 4): [have]}, routes=listed)
+    plan = target.plan(_Kind(), _reader({('ipv4', 4): [have]}))
+    assert len(plan.ops) == 3
+    check_sources(plan, [target], local)
+    assert sock.dumps == 1
+    target = _target(routes=listed[:1] + [{'dest': '10.5.0.0/16', 'dev': 'wan1', 'src': '198.51.100.7'}])
+    with pytest.raises(InputError) as caught:
+        check_sources(target.plan(_Kind(), _reader({})), [target], local)
+    assert str(caught.value).startswith('routes[1].src: 198.51.100.7 is not a local address')
+    # Deleted routes are not looked at.
+    target = _target(kernel={('ipv4', 4): [have]}, routes=[], purge=True)
+    plan = target.plan(_Kind(), _reader({('ipv4', 4): [have]}))
+    assert plan.commands == ['ip route del 10.9.0.0/16 dev wan1 table 4 src 198.51.100.9']
+    check_sources(plan, [target], LocalAddresses(None, INTERFACES))
 
 
 def test_purge_never_owns_kernel_routes():

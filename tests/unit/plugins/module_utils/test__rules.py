@@ -70,6 +70,10 @@ def test_normalize_good(options, expected):
     ({'fwmark': 'mark', 'table': 1}, 'fwmark', "not a 32-bit mark: 'mark'"),
     ({'fwmask': '0xff', 'table': 1}, 'fwmask', 'a mask needs a fwmark'),
     ({'fwmark': '1/0xff', 'fwmask': '0xf', 'table': 1}, 'fwmask', 'differs from the mask'),
+    ({'fwmark': '0x1', 'fwmask': '0xff00', 'table': 1}, 'fwmark', '0x1 has bits outside mask 0xff00'),
+    ({'fwmark': '0x1/0xff00', 'table': 1}, 'fwmark', '0x1 has bits outside mask 0xff00'),
+    ({'fwmark': '0x1ff', 'fwmask': 255, 'table': 1}, 'fwmark', '0x1ff has bits outside mask 0xff'),
+    ({'fwmark': '0x5/0', 'table': 1}, 'fwmark', '0x5 has bits outside mask 0'),
     ({'tos': '256', 'table': 1}, 'tos', 'out of range'),
     ({'tos': '0x02', 'table': 1}, 'tos', 'ECN bits'),
     ({'ipproto': 'nosuch', 'table': 1}, 'ipproto', 'unknown IP protocol'),
@@ -113,6 +117,9 @@ def test_top_level_field_names_have_no_prefix():
     ('0x7/0xf', None, (7, 15)),
     (0, None, (None, None)),
     ('0xffffffff', '0xffffffff', (0xffffffff, 0xffffffff)),
+    ('0/0xff', None, (0, 0xff)),  # the bits of the mask clear
+    ('0', '0xff00', (0, 0xff00)),
+    ('0x100/0xff00', None, (0x100, 0xff00)),
 ])
 def test_parse_fwmark(mark, mask, expected):
     assert parse_fwmark(mark, mask, '') == expected
@@ -325,6 +332,25 @@ def test_two_listed_rules_the_kernel_cannot_hold_both():
     with pytest.raises(InputError) as caught:
         plan_rules(KIND, KERNEL, [first, second], fields=['rules[0]', 'rules[1]'])
     assert caught.value.field == 'rules[1]'
+
+
+@pytest.mark.parametrize('second, message', [
+    ({'priority': 20, 'from': '10.0.0.1', 'table': 'isp1'},
+     'rules[1]: conflicts with rules[0]: the same rule, one with priority 20 and one without'),
+    ({'from': '10.0.0.1', 'table': 'isp1'}, 'rules[1]: the same rule as rules[0], without a priority either'),
+])
+def test_one_rule_listed_with_and_without_a_priority_is_refused(second, message):
+    first = rule(**{'from': '10.0.0.1', 'table': 'isp1'})
+    for pair in ([first, rule(**second)], [rule(**second), first]):
+        with pytest.raises(InputError) as caught:
+            plan_rules(KIND, KERNEL, pair, fields=['rules[0]', 'rules[1]'])
+        assert str(caught.value).startswith(message)
+    # Alike but for the table, or with a priority each, they are two rules; absent removes every copy.
+    other = rule(**{'from': '10.0.0.1', 'table': 'isp2'})
+    assert len(plan_rules(KIND, KERNEL, [first, other], fields=['rules[0]', 'rules[1]']).ops) == 2
+    both = [rule(**dict(second, priority=20)), rule(**{'from': '10.0.0.1', 'table': 'isp1', 'priority': 30})]
+    assert len(plan_rules(KIND, KERNEL, both, fields=['rules[0]', 'rules[1]']).ops) == 2
+    assert plan_rules(KIND, KERNEL, [first, rule(**second)], state='absent', fields=['rules[0]', 'rules[1]']).ops == []
 
 
 def test_absent_without_priority_deletes_every_copy_and_duplicates():

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from ansible_collections.netpolicy.routing.plugins.module_utils._rules import parse_fwmark
 from ansible_collections.netpolicy.routing.plugins.plugin_utils._reply_via_same_router import role_input
 
 ROUTER2 = {'name': 'router2', 'mac': '52:54:00:C2:A5:43', 'interface': 'eth0', 'gateway': '192.168.1.2'}
@@ -371,3 +372,10 @@ def test_never_raises(value):
                     [dict(ROUTER2, mark=value, table=value, exclude_sources=[value], gateway6=value)]):
         role_input(variables(routers, forward_interfaces=value, confirm_timeout=value))
         role_input(variables(routers, forward_interfaces=[value]))
+
+
+@pytest.mark.parametrize('mark', [1, 255])
+def test_fwmark_rules_have_no_bits_outside_their_mask(mark):
+    """ip_rule refuses a mark with bits outside its mask: the lowest and highest mark are within it."""
+    marks = [rule['fwmark'] for rule in state([dict(ROUTER2, mark=mark)])['ip_rule']['rules']]
+    assert marks and all(parse_fwmark(fwmark, None, 'fwmark')[0] for fwmark in marks)

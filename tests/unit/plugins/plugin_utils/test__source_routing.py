@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from ansible_collections.netpolicy.routing.plugins.module_utils._rules import parse_fwmark
 from ansible_collections.netpolicy.routing.plugins.plugin_utils._source_routing import role_input
 
 MACBOOK = {'name': 'macbook', 'from': ['192.168.1.169'], 'interface': 'wan2', 'gateway': '192.0.2.1',
@@ -367,3 +368,10 @@ def test_confirm_timeout_is_validated(timeout, message):
 def test_confirm_timeout_that_reads_as_zero_or_more(timeout):
     # as `| int` read it: what is no number is 0 (the module's own option check sees the rest)
     assert role_input({'source_routing_policies': [], 'source_routing_confirm_timeout': timeout}).errors == []
+
+
+@pytest.mark.parametrize('mark', [1, 255])
+def test_fwmark_rules_have_no_bits_outside_their_mask(mark):
+    """ip_rule refuses a mark with bits outside its mask: the lowest and highest mark are within it."""
+    marks = [rule['fwmark'] for rule in rules([dict(WEB, mark=mark)]) if 'fwmark' in rule]
+    assert marks and all(parse_fwmark(fwmark, None, 'fwmark')[0] for fwmark in marks)

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from ansible_collections.netpolicy.routing.plugins.module_utils._rules import parse_fwmark
 from ansible_collections.netpolicy.routing.plugins.plugin_utils._split_access import role_input
 
 ISP1 = {'name': 'isp1', 'interface': 'wan1', 'gateway': '198.51.100.1', 'address': '198.51.100.2', 'table': 1,
@@ -400,3 +401,11 @@ def test_the_monitor_needs_the_saved_state():
         'split_access_monitor.enabled: needs split_access_persist (the agent runs the monitor from the saved state)']
     assert built(split_access_monitor=monitor, split_access_persist=True).errors == []
     assert built(split_access_persist=False).errors == []
+
+
+@pytest.mark.parametrize('mark', [1, 255])
+def test_fwmark_rules_have_no_bits_outside_their_mask(mark):
+    """ip_rule refuses a mark with bits outside its mask: the lowest and highest mark are within it."""
+    rules = built(split_access_uplinks=uplinks({'mark': mark})).state['ip_rule']['rules']
+    marks = [rule['fwmark'] for rule in rules if 'fwmark' in rule]
+    assert marks and all(parse_fwmark(fwmark, None, 'fwmark')[0] for fwmark in marks)
