@@ -587,12 +587,14 @@ def watch(directory, log):
             watcher = Watcher(states)
             pending, deadline = set(), None
             while True:
-                now = time.time()
+                # Deadlines and intervals on the monotonic clock: a step of the wall
+                # clock (NTP, an operator) must neither stall the loop nor hurry it.
+                now = time.monotonic()
                 deadlines = [when for when in (deadline, uplinks.deadline()) if when is not None]
                 readable, writable = uplinks.wait_on()
                 ready = signals.wait([events] + readable, writable,
                                      max(0.0, min(deadlines) - now) if deadlines else None)
-                now = time.time()
+                now = time.monotonic()
                 changes = []
                 for sock in ready[0] + ready[1]:
                     if sock is not events:
@@ -620,7 +622,7 @@ def watch(directory, log):
                     uplinks.acted(changes)
                     pending.add('split_access')
                     deadline = deadline or now + SETTLE
-                if deadline is not None and time.time() >= deadline:
+                if deadline is not None and time.monotonic() >= deadline:
                     report = Report()
                     states = apply_all(directory, report, roles=pending, out=uplinks.out())
                     _log_report(report, log)
@@ -659,7 +661,7 @@ class Uplinks:
         self.close()
         self.settings = wanted
         if wanted is not None:
-            self.monitor = _monitor.Monitor(state, time.time())
+            self.monitor = _monitor.Monitor(state, time.monotonic())
             self.log('monitor: probing %s every %ss (out after %s failed rounds, back after %s good ones)' % (
                 ', '.join(sorted(settings.get('targets') or {})) or 'no uplink', self.monitor.interval,
                 settings.get('down', 3), settings.get('up', 3)))
@@ -699,7 +701,7 @@ class Uplinks:
             self.run_hooks(name, change)
         if marks and len(out) == len(marks):
             self.log('every uplink is out: keeping the last configuration')
-        self.publish(time.time(), force=True)
+        self.publish(time.monotonic(), force=True)
 
     def reap_hooks(self, now):
         """Forget the hooks that ended; kill those running longer than HOOK_TIMEOUT."""
@@ -717,7 +719,7 @@ class Uplinks:
 
     def run_hooks(self, name, change):
         """Run the executables of DIR/hook.d with the uplink's name and its new state (in background)."""
-        self.reap_hooks(time.time())
+        self.reap_hooks(time.monotonic())
         folder = os.path.join(self.directory, 'hook.d')
         try:
             names = sorted(os.listdir(folder))
@@ -727,7 +729,8 @@ class Uplinks:
             path = os.path.join(folder, hook)
             if os.path.isfile(path) and os.access(path, os.X_OK):
                 try:
-                    self.hooks.append((subprocess.Popen([path, name, change], stdin=subprocess.DEVNULL), path, time.time()))
+                    self.hooks.append((subprocess.Popen([path, name, change], stdin=subprocess.DEVNULL), path,
+                                       time.monotonic()))
                 except OSError as exc:
                     self.log('error: hook %s: %s' % (path, exc))
 

@@ -270,8 +270,8 @@ def arm(role, snapshot, timeout, pending):
     """Start the detached process that puts ``snapshot`` back after ``timeout`` s unless
     confirmed (the file ``pending`` removed); its pid."""
     outcome = outcome_path(pending)
-    document = {'deadline': time.time() + timeout, 'timeout': timeout, 'pid': None, 'boot': _pending.boot_id(),
-                'files': snapshot.document['files']}
+    document = dict(deadlines(timeout), timeout=timeout, pid=None, boot=_pending.boot_id(),
+                    files=snapshot.document['files'])
     _pending.write(pending, document)
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -335,11 +335,24 @@ def own_scope(role, pid):
                   'next apply' % (role, problem))
 
 
+def deadlines(timeout):
+    """The pending document's deadlines ``timeout`` s from now.
+
+    ``deadline`` is the wall clock's, for a person reading the file; the rollback
+    process waits for ``monotonic_deadline``, so a step of the wall clock neither
+    hurries nor delays it. CLOCK_MONOTONIC is one clock for every process of a
+    boot, so the module that writes it (arm, extend) and the rollback process
+    that compares it agree; a document of another boot is never waited on
+    (_pending.waiting).
+    """
+    return {'deadline': time.time() + timeout, 'monotonic_deadline': time.monotonic() + timeout}
+
+
 def extend(pending, timeout):
     """Start the timeout again now that the change is applied (a long apply does not eat it)."""
     document = _pending.read(pending)
     if document is not None:
-        _pending.write(pending, dict(document, deadline=time.time() + timeout))
+        _pending.write(pending, dict(document, **deadlines(timeout)))
 
 
 def _wait_and_roll_back(role, pending, outcome, snapshot):
@@ -347,7 +360,7 @@ def _wait_and_roll_back(role, pending, outcome, snapshot):
         document = _pending.read(pending)
         if document is None:
             return  # confirmed (the file is gone)
-        if time.time() >= document.get('deadline', 0):
+        if time.monotonic() >= document.get('monotonic_deadline', 0):
             break
         time.sleep(POLL)
     try:

@@ -293,7 +293,10 @@ class Probe:
 
 
 class Monitor:
-    """Rounds of probes over the uplinks of a split_access state, and their verdicts."""
+    """Rounds of probes over the uplinks of a split_access state, and their verdicts.
+
+    Every ``now`` is time.monotonic(): a step of the wall clock must not stop the rounds.
+    """
 
     def __init__(self, state, now):
         settings = state.get('monitor') or {}
@@ -376,7 +379,14 @@ class Monitor:
             probe.close()
 
     def figures(self):
-        return dict((name, health.figures()) for name, health in self.health.items())
+        """{name: figures} for `status`, ``since`` on the wall clock: a date it shows, where the
+        monitor's own times (``now``) are time.monotonic()."""
+        offset = time.time() - time.monotonic()
+        found = {}
+        for name, health in self.health.items():
+            found[name] = health.figures()
+            found[name]['since'] += offset
+        return found
 
 
 # ---------------------------------------------------------------- the view shared with apply and status

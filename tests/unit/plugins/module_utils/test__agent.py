@@ -882,8 +882,24 @@ def test_a_hung_hook_is_killed_and_a_finished_one_forgotten(tmp_path):
     uplinks.run_hooks('isp1', 'out')
     quick, hung = [proc for proc, path, started in uplinks.hooks]
     quick.wait(timeout=10)
-    uplinks.reap_hooks(time.time())
+    uplinks.reap_hooks(time.monotonic())
     assert [path for proc, path, started in uplinks.hooks] == [str(hooks / '20-hung')] and not logged
-    uplinks.reap_hooks(time.time() + agent.HOOK_TIMEOUT + 1)
+    uplinks.reap_hooks(time.monotonic() + agent.HOOK_TIMEOUT + 1)
     assert uplinks.hooks == [] and hung.returncode is not None
     assert logged == ['error: hook %s ran longer than 60 s: killed' % (hooks / '20-hung')]
+
+
+def test_the_monitor_counts_on_the_monotonic_clock(tmp_path, monkeypatch):
+    # The wall clock stepped back an hour: the first probe round is still due now.
+    wall = time.time
+    monkeypatch.setattr(time, 'time', lambda: wall() - 3600)
+    monkeypatch.setattr(agent._monitor, 'withdraw', lambda path=None: None)  # not this host's /run
+    logged = []
+    uplinks = agent.Uplinks(str(tmp_path), logged.append)
+    state = dict(SPLIT_STATE, monitor={'enabled': True, 'targets': {'isp1': ['203.0.113.10']}})
+    uplinks.update([('split_access', state)])
+    try:
+        assert logged and logged[0].startswith('monitor: probing isp1 every 0.5s')
+        assert abs(uplinks.deadline() - time.monotonic()) < 1.0
+    finally:
+        uplinks.close()
