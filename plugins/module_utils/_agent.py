@@ -63,6 +63,9 @@ SECTIONS = ('rt_tables_entry', 'sysctl', 'route_table', 'ip_rule', 'address_rule
 INTERFACE_KEYS = ('dev', 'interface', 'in_interface', 'iif', 'oif')
 # After an event, wait this long for the burst to end, then re-apply (well within 1 s).
 SETTLE = 0.2
+# How often watch looks whether a saved state file changed: a role's run rewrites
+# it without restarting the agent, and an operator may edit it by hand.
+STATE_CHECK = 1.0
 # A hook still running after this many seconds is killed (a hung script must not pile up).
 HOOK_TIMEOUT = 60.0
 
@@ -126,6 +129,28 @@ def read_states(directory):
         states.append((state['role'], state))
     states.sort(key=lambda pair: ROLES.index(pair[0]))
     return states, problems
+
+
+def state_files(directory):
+    """(name, mtime_ns, size, inode) of each ``*.json`` file in ``directory``; any difference
+    between two calls (a file rewritten, added or removed) means the states changed."""
+    try:
+        names = sorted(name for name in os.listdir(directory) if name.endswith('.json'))
+    except OSError:
+        return ()
+    found = []
+    for name in names:
+        try:
+            info = os.stat(os.path.join(directory, name))
+        except OSError:
+            continue  # removed in between
+        found.append((name, info.st_mtime_ns, info.st_size, info.st_ino))
+    return tuple(found)
+
+
+def changed_files(before, after):
+    """The names of the files that differ between two ``state_files`` results."""
+    return sorted(set(entry[0] for entry in set(before) ^ set(after)))
 
 
 def interfaces_of(state):
@@ -580,20 +605,22 @@ def watch(directory, log):
     try:
         with Signals() as signals:
             log('watching %s' % directory)
+            files = state_files(directory)  # before the apply: a change during it is seen
             report = Report()
             states = apply_all(directory, report, out=set())
             _log_report(report, log)
             uplinks.update(states)
             watcher = Watcher(states)
             pending, deadline = set(), None
+            files_checked = time.monotonic()
             while True:
                 # Deadlines and intervals on the monotonic clock: a step of the wall
                 # clock (NTP, an operator) must neither stall the loop nor hurry it.
                 now = time.monotonic()
-                deadlines = [when for when in (deadline, uplinks.deadline()) if when is not None]
+                deadlines = [when for when in (deadline, uplinks.deadline(), files_checked + STATE_CHECK)
+                             if when is not None]
                 readable, writable = uplinks.wait_on()
-                ready = signals.wait([events] + readable, writable,
-                                     max(0.0, min(deadlines) - now) if deadlines else None)
+                ready = signals.wait([events] + readable, writable, max(0.0, min(deadlines) - now))
                 now = time.monotonic()
                 changes = []
                 for sock in ready[0] + ready[1]:
@@ -610,6 +637,17 @@ def watch(directory, log):
                             deadline = deadline or now + SETTLE
                         if event['kind'] == 'link' and event.get('ifname'):
                             changes += uplinks.link(event['ifname'], event['action'] == 'new' and event['up'], now)
+                if now >= files_checked + STATE_CHECK:
+                    # A role's run rewrites its state file without restarting the agent:
+                    # every state is applied again, and the monitor follows its section.
+                    files_checked = now
+                    seen = state_files(directory)
+                    if seen != files:
+                        log('saved state changed (%s): applying every state again'
+                            % ', '.join(changed_files(files, seen)))
+                        files = seen
+                        pending.update(ROLES)
+                        deadline = deadline or now + SETTLE
                 changes += uplinks.tick(now)
                 if changes:
                     # At once, only what the monitor changes (balance rule, default route):
@@ -658,6 +696,8 @@ class Uplinks:
         self.state = state
         if wanted == self.settings:
             return
+        if self.settings is not None and wanted is None:
+            self.log('monitor: stopped (not enabled in the saved split_access state, or no such state)')
         self.close()
         self.settings = wanted
         if wanted is not None:

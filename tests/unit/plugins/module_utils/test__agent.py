@@ -246,6 +246,25 @@ def test_read_states_keeps_the_good_ones_when_one_is_bad(tmp_path):
     assert problems == [(str(tmp_path / 'source_routing.json'), 'state version 7, this agent reads version 1')]
 
 
+def test_state_files_change_with_any_rewrite_of_a_state(tmp_path):
+    write(tmp_path, 'split_access.json', SPLIT_STATE)
+    write(tmp_path, 'split_access.pending', '{}')       # not a saved state
+    first = agent.state_files(str(tmp_path))
+    assert [entry[0] for entry in first] == ['split_access.json']
+    assert agent.state_files(str(tmp_path)) == first
+    # as a role writes it: another file renamed over it (a new inode), even with the same text
+    write(tmp_path, 'new', SPLIT_STATE)
+    os.rename(str(tmp_path / 'new'), str(tmp_path / 'split_access.json'))
+    second = agent.state_files(str(tmp_path))
+    assert second != first
+    # edited in place: its size and time
+    write(tmp_path, 'split_access.json', dict(SPLIT_STATE, monitor={'enabled': True}))
+    assert agent.state_files(str(tmp_path)) != second
+    write(tmp_path, 'source_routing.json', SOURCE_STATE)
+    assert agent.changed_files(second, agent.state_files(str(tmp_path))) == ['source_routing.json', 'split_access.json']
+    assert agent.state_files(str(tmp_path / 'missing')) == ()
+
+
 # ---------------------------------------------------------------- interfaces_of / tables_of
 
 @pytest.mark.parametrize('role, interfaces', [
