@@ -201,12 +201,10 @@ class Report:
         self.errors.append('%s: %s: %s' % (role, where, message))
 
 
-def apply_state(role, state, report, check_mode=False, sections=None, fast=False):
-    """Apply every section of ``state`` (or only ``sections``); a failing section is reported
-    and the others still applied. ``fast``: load the nftables file without comparing first."""
+def apply_state(role, state, report, check_mode=False, fast=False):
+    """Apply every section of ``state``; a failing section is reported and the others still
+    applied. ``fast``: only what the health monitor changes (see steps)."""
     for section, where, run in steps(state, fast):
-        if sections is not None and section not in sections:
-            continue
         try:
             result = run(check_mode)
         except (InputError, EngineError, StateFileError) as exc:
@@ -218,7 +216,13 @@ def apply_state(role, state, report, check_mode=False, sections=None, fast=False
 
 
 def steps(state, fast=False):
-    """[(section, where, run(check_mode) -> result)] in the order they must be applied."""
+    """[(section, where, run(check_mode) -> result)] in the order they must be applied.
+
+    ``fast``: only what the health monitor changes to take an uplink out or back
+    (_monitor.effective_state): the main table and the nftables file, loaded without
+    comparing first. Its errors are then those of that change alone, not of a table
+    whose interface is gone (the uplink may be out for that very reason).
+    """
     found = []
     if 'rt_tables_entry' in state:
         found.append(('rt_tables_entry', 'rt_tables_entry', module_step(
@@ -231,6 +235,8 @@ def steps(state, fast=False):
         # One table at a time: a table whose interface is missing fails alone.
         field = 'route_table.tables[%d]' % index
         label = table.get('table') if isinstance(table, dict) else None
+        if fast and str(label) != 'main':
+            continue
         found.append(('route_table', field if label is None else '%s (table %s)' % (field, label),
                       module_step(_routes.change, _routes.ROUTE_TABLE_SPEC, {'tables': [table]}, 'route_table.',
                                   rename=('route_table.tables[0]', field))))
@@ -243,6 +249,8 @@ def steps(state, fast=False):
     if 'connmark_return' in state:
         found.append(('connmark_return', 'connmark_return', module_step(
             _connmark_return.change, CONNMARK_SPEC, state['connmark_return'], 'connmark_return.')))
+    if fast:
+        found = [step for step in found if step[0] in ('route_table', 'nftables')]
     return found
 
 
@@ -367,7 +375,7 @@ def apply_nft_file(section, check_mode, compare=True, script=None):
     return {'changed': True, 'commands': [command]}
 
 
-def apply_all(directory, report, check_mode=False, roles=None, out=None, sections=None, fast=False):
+def apply_all(directory, report, check_mode=False, roles=None, out=None, fast=False):
     """Apply (or check) the states in ``directory`` (only ``roles`` when given); the states read.
 
     ``out``: the split_access uplinks the health monitor took out; by default
@@ -381,7 +389,10 @@ def apply_all(directory, report, check_mode=False, roles=None, out=None, section
             report.change(role, ['put back the files from before an unconfirmed change (its rollback process is gone)'])
     states, problems = read_states(directory)
     for path, problem in problems:
-        report.errors.append('%s: not applied: %s' % (path, problem))
+        # With ``roles``, only the problems of their files: another file's damage is said
+        # by every apply of all the states, and is no failure of this one.
+        if roles is None or os.path.basename(path)[:-len('.json')] in roles:
+            report.errors.append('%s: not applied: %s' % (path, problem))
     if out is None:
         out = monitor_out(_monitor.published())
     try:
@@ -390,7 +401,7 @@ def apply_all(directory, report, check_mode=False, roles=None, out=None, section
                 if roles is None or role in roles:
                     if role == 'split_access':
                         state = _monitor.effective_state(state, out)
-                    apply_state(role, state, report, check_mode, sections, fast)
+                    apply_state(role, state, report, check_mode, fast)
     except (InputError, EngineError) as exc:  # the lock: not taken in time, bad timeout, no lock file
         report.errors.append(str(exc))
     return states
@@ -654,10 +665,9 @@ def watch(directory, log):
                     # new connections must stop going to a dead uplink. The whole state
                     # is applied (and so checked) after SETTLE.
                     report = Report()
-                    apply_all(directory, report, roles={'split_access'}, out=uplinks.out(),
-                              sections={'route_table', 'nftables'}, fast=True)
+                    apply_all(directory, report, roles={'split_access'}, out=uplinks.out(), fast=True)
                     _log_report(report, log)
-                    uplinks.acted(changes)
+                    uplinks.acted(changes, report.errors)
                     pending.add('split_access')
                     deadline = deadline or now + SETTLE
                 if deadline is not None and time.monotonic() >= deadline:
@@ -726,8 +736,19 @@ class Uplinks:
         self.reap_hooks(now)
         return self.monitor.tick(now) if self.monitor else []
 
-    def acted(self, changes):
-        """After the state was applied for ``changes``: log, flush the dead uplinks' connections, hooks."""
+    def acted(self, changes, errors):
+        """After the state was applied for ``changes``: log, flush the dead uplinks' connections, hooks.
+
+        ``errors``: what that apply reported. Then the uplinks were not taken out (or
+        back): that is said, and neither the flush nor the hooks run (the next apply of
+        the whole state tries again, and says its own errors).
+        """
+        if errors:
+            for name, change in changes:
+                self.log('%s: could not %s: %s' % (name, 'take it out' if change == 'out' else 'take it back in',
+                                                   '; '.join(errors)))
+            self.publish(time.monotonic(), force=True)
+            return
         marks = dict((uplink['name'], uplink['mark']) for uplink in self.state.get('uplinks') or [])
         out = self.out()
         for name, change in changes:

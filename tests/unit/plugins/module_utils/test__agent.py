@@ -5,6 +5,7 @@ Nothing here touches the kernel: state files live in tmp_path, table names
 and interface addresses are patched, the modules' ``change`` functions are
 replaced by recorders, and netlink messages are built by hand with struct.
 """
+import contextlib
 import copy
 import errno
 import io
@@ -578,6 +579,9 @@ def test_steps_in_apply_order():
     assert [section for section, where, run in agent.steps(REPLY_STATE)] == [
         'rt_tables_entry', 'sysctl', 'route_table', 'route_table', 'ip_rule', 'connmark_return']
     assert agent.steps({'role': 'split_access', 'version': 1}) == []
+    # what the monitor changes to take an uplink out, alone
+    assert [(section, where) for section, where, run in agent.steps(SPLIT_STATE, fast=True)] == [
+        ('route_table', 'route_table.tables[3] (table main)'), ('nftables', 'nftables')]
     assert [section for section, where, run in agent.steps({'address_rules': [{'interface': 'ppp0'}]})] == ['ip_rule']
 
 
@@ -922,3 +926,44 @@ def test_the_monitor_counts_on_the_monotonic_clock(tmp_path, monkeypatch):
         assert abs(uplinks.deadline() - time.monotonic()) < 1.0
     finally:
         uplinks.close()
+
+
+@pytest.fixture
+def acting(tmp_path, monkeypatch):
+    """Uplinks of SPLIT_STATE as acted() sees them: [logged lines], [conntrack flushes], hook runs recorded."""
+    logged, flushed = [], []
+    uplinks = agent.Uplinks(str(tmp_path), logged.append)
+    uplinks.state = SPLIT_STATE
+    monkeypatch.setattr(agent._monitor, 'flush_conntrack', lambda mark, mask: flushed.append(mark) or 'flushed')
+    monkeypatch.setattr(uplinks, 'run_hooks', lambda name, change: logged.append('hooks: %s %s' % (name, change)))
+    return uplinks, logged, flushed
+
+
+def test_acted_logs_flushes_and_runs_the_hooks(acting):
+    uplinks, logged, flushed = acting
+    uplinks.acted([('isp2', 'out'), ('isp1', 'in')], [])
+    assert logged == ['isp2: out: no new connections, not in the default route', 'isp2: flushed',
+                      'hooks: isp2 out', 'isp1: back in', 'hooks: isp1 in']
+    assert flushed == [2]
+
+
+def test_acted_says_when_the_uplink_could_not_be_taken_out(acting):
+    uplinks, logged, flushed = acting
+    uplinks.acted([('isp2', 'out'), ('isp1', 'in')], ['split_access: nftables: nft not found (Debian: nftables)'])
+    assert logged == ['isp2: could not take it out: split_access: nftables: nft not found (Debian: nftables)',
+                      'isp1: could not take it back in: split_access: nftables: nft not found (Debian: nftables)']
+    assert flushed == []
+
+
+def test_a_partial_apply_reports_only_its_own_files_problems(tmp_path, monkeypatch):
+    write(tmp_path, 'other.json', '{"hosts": []}')
+    write(tmp_path, 'split_access.json', '{"role": "split_access", "version": 7}')
+    monkeypatch.setattr(agent._monitor, 'published', lambda path=None: {})
+    monkeypatch.setattr(agent._lock, 'held', lambda *args, **kwargs: contextlib.nullcontext())
+    report = agent.Report()
+    agent.apply_all(str(tmp_path), report, roles={'split_access'}, out=set(), fast=True)
+    assert report.errors == ['%s: not applied: state version 7, this agent reads version 1'
+                             % (tmp_path / 'split_access.json')]
+    report = agent.Report()
+    agent.apply_all(str(tmp_path), report, out=set())
+    assert len(report.errors) == 2
