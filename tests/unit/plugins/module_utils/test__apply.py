@@ -11,6 +11,7 @@ import pytest
 
 from ansible_collections.netpolicy.routing.plugins.module_utils import _apply
 from ansible_collections.netpolicy.routing.plugins.module_utils import _pending
+from ansible_collections.netpolicy.routing.plugins.module_utils._engine import EngineError
 
 PREVIOUS = {
     'role': 'split_access', 'version': 1,
@@ -115,10 +116,20 @@ def test_the_rollback_waits_its_timeout_whatever_the_wall_clock_does(tmp_path, m
     monkeypatch.setattr(time, 'time', lambda: wall() + step)
     monkeypatch.setattr(_apply._lock, 'held', lambda what: contextlib.nullcontext())  # not this host's /run
     waiter = threading.Thread(target=_apply._wait_and_roll_back,
-                              args=('split_access', pending, outcome, NothingToRestore()), daemon=True)
+                              args=('split_access', pending, NothingToRestore()), daemon=True)
     waiter.start()
     time.sleep(0.2)
     assert os.path.exists(pending) and not os.path.exists(outcome)   # not before its time
     waiter.join(timeout=3)
     assert not waiter.is_alive()                                       # nor an hour late
     assert not os.path.exists(pending) and json.loads(open(outcome).read())['problems'] == []
+
+
+def test_a_confirmation_after_a_restart_put_the_change_back_says_so(tmp_path):
+    pending = str(tmp_path / 'split_access.pending')
+    _pending.write(pending, {'boot': 'another boot', 'pid': 1, 'files': {}})
+    assert _pending.recover(str(tmp_path)) == ['split_access']
+    with pytest.raises(EngineError, match='too late: the router already put its previous state back$'):
+        _apply.confirm('split_access', pending, check_mode=False)
+    # said once
+    assert _apply.confirm('split_access', pending, check_mode=False) == {'changed': False, 'commands': []}
