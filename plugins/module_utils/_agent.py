@@ -108,6 +108,11 @@ def check_state(state, filename):
     for section in SECTIONS:
         if section in state and not isinstance(state[section], list if section == 'address_rules' else dict):
             raise StateFileError('section %s is not a %s' % (section, 'list' if section == 'address_rules' else 'mapping'))
+    if role == 'split_access':
+        # What the health monitor and status read.
+        problem = _monitor.settings_problem(state)
+        if problem:
+            raise StateFileError(problem)
 
 
 def read_states(directory):

@@ -205,10 +205,25 @@ def test_watch_follows_its_state_files(router_lab):
         took = wait_for(lambda: watch.saw(r'^monitor: probing isp1, isp2 every 0\.5s'), 3)
         print('monitor enabled in the state file: started in %.2f s' % took)
         assert watch.saw(r'^saved state changed \(split_access\.json\): applying every state again$'), watch.lines
+
+        # a damaged monitor section, edited by hand: refused by name, the monitor stopped, watch goes on
+        state['monitor']['probe'] = 'tcp'
+        with open(path, 'w') as handle:
+            json.dump(state, handle)
+        problem = "monitor.probe: not icmp or tcp:PORT: 'tcp'"
+        refused = 'error: /etc/netpolicy/routing/split_access.json: not applied: ' + problem
+        wait_for(lambda: refused in watch.lines, 3)
+        wait_for(lambda: watch.saw('^monitor: stopped'), 1)
+        status = agent(lab, 'status')
+        assert status.returncode == 1, status.stdout
+        assert 'not applied: /etc/netpolicy/routing/split_access.json: ' + problem in status.stdout
+        assert 'source_routing: in sync with the kernel' in status.stdout
+        time.sleep(0.5)
+        assert watch.proc.poll() is None, watch.lines
     finally:
         code = watch.stop()
     assert code == 0, watch.lines
-    assert not [line for line in watch.lines if line.startswith('error:')], watch.lines
+    assert [line for line in watch.lines if line.startswith('error:')] == [refused], watch.lines
 
 
 def test_usage():

@@ -119,7 +119,11 @@ def test_the_roles_states_are_good(role):
 
 @pytest.mark.parametrize('state', [
     {'role': 'split_access', 'version': 1},                           # every section is optional
-    {'role': 'split_access', 'version': 1, 'uplinks': 'bookkeeping', 'anything': None},
+    {'role': 'source_routing', 'version': 1, 'uplinks': 'bookkeeping', 'anything': None},
+    # the monitor's settings as the role saves them, given as strings or one address without a list
+    {'role': 'split_access', 'version': 1, 'uplinks': [{'name': 'isp1', 'interface': 'wan1', 'mark': 1}],
+     'monitor': {'enabled': True, 'targets': {'isp1': '203.0.113.10'}, 'probe': 'tcp:443', 'interval': '0.5',
+                 'down': '3', 'up': None}},
     {'role': 'source_routing', 'version': 1, 'address_rules': [], 'route_table': {}},
 ])
 def test_minimal_states_are_good(state):
@@ -156,6 +160,38 @@ def test_bad_states_are_refused(state, filename, problem):
     with pytest.raises(agent.StateFileError) as caught:
         agent.check_state(state, filename)
     assert str(caught.value).startswith(problem)
+
+
+UPLINK = {'name': 'isp1', 'interface': 'wan1', 'mark': 1, 'weight': 1, 'gateway': '198.51.100.1'}
+
+
+@pytest.mark.parametrize('sections, problem', [
+    ({'uplinks': 'bookkeeping'}, "uplinks: not a list: 'bookkeeping'"),
+    ({'uplinks': ['isp1']}, "uplinks[0]: not a mapping: 'isp1'"),
+    ({'uplinks': [dict(UPLINK, name=None)]}, 'uplinks[0].name: not a name: None'),
+    ({'uplinks': [dict(UPLINK, interface='')]}, "uplinks[0].interface: not a name: ''"),
+    ({'uplinks': [dict(UPLINK, mark='1')]}, "uplinks[0].mark: not 1..255: '1'"),
+    ({'uplinks': [dict(UPLINK, mark=256)]}, 'uplinks[0].mark: not 1..255: 256'),
+    ({'uplinks': [dict(UPLINK, weight='heavy')]}, "uplinks[0].weight: not 1..256: 'heavy'"),
+    ({'uplinks': [dict(UPLINK, gateway=['198.51.100.1'])]}, "uplinks[0].gateway: not an address: ['198.51.100.1']"),
+    ({'monitor': ['enabled']}, "monitor: not a mapping: ['enabled']"),
+    ({'monitor': {'probe': 'tcp'}}, "monitor.probe: not icmp or tcp:PORT: 'tcp'"),
+    ({'monitor': {'probe': 'tcp:http'}}, "monitor.probe: not icmp or tcp:PORT: 'tcp:http'"),
+    ({'monitor': {'probe': 'tcp:65536'}}, "monitor.probe: not icmp or tcp:PORT: 'tcp:65536'"),
+    ({'monitor': {'interval': 'often'}}, "monitor.interval: not a number of seconds above 0: 'often'"),
+    ({'monitor': {'interval': -1}}, 'monitor.interval: not a number of seconds above 0: -1'),
+    ({'monitor': {'interval': float('inf')}}, 'monitor.interval: not a number of seconds above 0: inf'),
+    ({'monitor': {'down': 0.5}}, 'monitor.down: not a number of rounds, 1 or more: 0.5'),
+    ({'monitor': {'up': '2.5'}}, "monitor.up: not a number of rounds, 1 or more: '2.5'"),
+    ({'monitor': {'targets': ['isp1']}}, "monitor.targets: not a mapping: ['isp1']"),
+    ({'monitor': {'targets': {'isp1': 7}}}, 'monitor.targets.isp1: not a list of IPv4 addresses: 7'),
+    ({'monitor': {'targets': {'isp1': ['gw.example']}}}, "monitor.targets.isp1: not an IPv4 address: 'gw.example'"),
+])
+def test_bad_monitor_settings_are_refused(sections, problem):
+    state = dict({'role': 'split_access', 'version': 1, 'uplinks': [UPLINK]}, **sections)
+    with pytest.raises(agent.StateFileError) as caught:
+        agent.check_state(state, 'split_access.json')
+    assert str(caught.value) == problem
 
 
 def test_a_boolean_version_is_refused():

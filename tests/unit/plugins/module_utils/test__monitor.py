@@ -422,6 +422,11 @@ def test_monitor_probe_kind(probes, probe, kind):
     assert probes['isp1'].kind == kind
 
 
+def test_monitor_one_target_without_a_list(probes):
+    monitor(targets={'isp1': '203.0.113.10'})                  # as the role allows it
+    assert probes['isp1'].targets == ['203.0.113.10']
+
+
 def test_monitor_rounds(probes):
     watcher = monitor(now=100.0)
     assert watcher.deadline() == 100.0                         # the first round is due at once
