@@ -827,8 +827,9 @@ def _log_report(report, log):
 
 USAGE = '''usage: netpolicy-routing [--state-dir DIR] COMMAND
 
-  apply           apply every saved state again (idempotent; what boot runs)
-  watch           apply, then apply again what an interface, address or route change touches
+  apply           apply every saved state again, once (idempotent)
+  watch           apply, then apply again what an interface, address, route or state file change
+                  touches (what the systemd unit runs, at boot too)
   status [--json] per saved state: in sync with the kernel or what differs; per uplink: its state
 
 Saved states: DIR/<role>.json (default %s), written by the roles of netpolicy.routing.
