@@ -63,6 +63,9 @@ SECTIONS = ('rt_tables_entry', 'sysctl', 'route_table', 'ip_rule', 'address_rule
 INTERFACE_KEYS = ('dev', 'interface', 'in_interface', 'iif', 'oif')
 # After an event, wait this long for the burst to end, then re-apply (well within 1 s).
 SETTLE = 0.2
+# How often watch looks whether a saved state file changed: a role's run rewrites
+# it without restarting the agent, and an operator may edit it by hand.
+STATE_CHECK = 1.0
 # A hook still running after this many seconds is killed (a hung script must not pile up).
 HOOK_TIMEOUT = 60.0
 
@@ -105,6 +108,11 @@ def check_state(state, filename):
     for section in SECTIONS:
         if section in state and not isinstance(state[section], list if section == 'address_rules' else dict):
             raise StateFileError('section %s is not a %s' % (section, 'list' if section == 'address_rules' else 'mapping'))
+    if role == 'split_access':
+        # What the health monitor and status read.
+        problem = _monitor.settings_problem(state)
+        if problem:
+            raise StateFileError(problem)
 
 
 def read_states(directory):
@@ -126,6 +134,28 @@ def read_states(directory):
         states.append((state['role'], state))
     states.sort(key=lambda pair: ROLES.index(pair[0]))
     return states, problems
+
+
+def state_files(directory):
+    """(name, mtime_ns, size, inode) of each ``*.json`` file in ``directory``; any difference
+    between two calls (a file rewritten, added or removed) means the states changed."""
+    try:
+        names = sorted(name for name in os.listdir(directory) if name.endswith('.json'))
+    except OSError:
+        return ()
+    found = []
+    for name in names:
+        try:
+            info = os.stat(os.path.join(directory, name))
+        except OSError:
+            continue  # removed in between
+        found.append((name, info.st_mtime_ns, info.st_size, info.st_ino))
+    return tuple(found)
+
+
+def changed_files(before, after):
+    """The names of the files that differ between two ``state_files`` results."""
+    return sorted(set(entry[0] for entry in set(before) ^ set(after)))
 
 
 def interfaces_of(state):
@@ -176,12 +206,10 @@ class Report:
         self.errors.append('%s: %s: %s' % (role, where, message))
 
 
-def apply_state(role, state, report, check_mode=False, sections=None, fast=False):
-    """Apply every section of ``state`` (or only ``sections``); a failing section is reported
-    and the others still applied. ``fast``: load the nftables file without comparing first."""
+def apply_state(role, state, report, check_mode=False, fast=False):
+    """Apply every section of ``state``; a failing section is reported and the others still
+    applied. ``fast``: only what the health monitor changes (see steps)."""
     for section, where, run in steps(state, fast):
-        if sections is not None and section not in sections:
-            continue
         try:
             result = run(check_mode)
         except (InputError, EngineError, StateFileError) as exc:
@@ -193,7 +221,13 @@ def apply_state(role, state, report, check_mode=False, sections=None, fast=False
 
 
 def steps(state, fast=False):
-    """[(section, where, run(check_mode) -> result)] in the order they must be applied."""
+    """[(section, where, run(check_mode) -> result)] in the order they must be applied.
+
+    ``fast``: only what the health monitor changes to take an uplink out or back
+    (_monitor.effective_state): the main table and the nftables file, loaded without
+    comparing first. Its errors are then those of that change alone, not of a table
+    whose interface is gone (the uplink may be out for that very reason).
+    """
     found = []
     if 'rt_tables_entry' in state:
         found.append(('rt_tables_entry', 'rt_tables_entry', module_step(
@@ -206,6 +240,8 @@ def steps(state, fast=False):
         # One table at a time: a table whose interface is missing fails alone.
         field = 'route_table.tables[%d]' % index
         label = table.get('table') if isinstance(table, dict) else None
+        if fast and str(label) != 'main':
+            continue
         found.append(('route_table', field if label is None else '%s (table %s)' % (field, label),
                       module_step(_routes.change, _routes.ROUTE_TABLE_SPEC, {'tables': [table]}, 'route_table.',
                                   rename=('route_table.tables[0]', field))))
@@ -218,6 +254,8 @@ def steps(state, fast=False):
     if 'connmark_return' in state:
         found.append(('connmark_return', 'connmark_return', module_step(
             _connmark_return.change, CONNMARK_SPEC, state['connmark_return'], 'connmark_return.')))
+    if fast:
+        found = [step for step in found if step[0] in ('route_table', 'nftables')]
     return found
 
 
@@ -349,7 +387,7 @@ def apply_nft_file(section, check_mode, compare=True, script=None, diff=False):
     return result
 
 
-def apply_all(directory, report, check_mode=False, roles=None, out=None, sections=None, fast=False):
+def apply_all(directory, report, check_mode=False, roles=None, out=None, fast=False):
     """Apply (or check) the states in ``directory`` (only ``roles`` when given); the states read.
 
     ``out``: the split_access uplinks the health monitor took out; by default
@@ -363,7 +401,10 @@ def apply_all(directory, report, check_mode=False, roles=None, out=None, section
             report.change(role, ['put back the files from before an unconfirmed change (its rollback process is gone)'])
     states, problems = read_states(directory)
     for path, problem in problems:
-        report.errors.append('%s: not applied: %s' % (path, problem))
+        # With ``roles``, only the problems of their files: another file's damage is said
+        # by every apply of all the states, and is no failure of this one.
+        if roles is None or os.path.basename(path)[:-len('.json')] in roles:
+            report.errors.append('%s: not applied: %s' % (path, problem))
     if out is None:
         out = monitor_out(_monitor.published())
     try:
@@ -372,7 +413,7 @@ def apply_all(directory, report, check_mode=False, roles=None, out=None, section
                 if roles is None or role in roles:
                     if role == 'split_access':
                         state = _monitor.effective_state(state, out)
-                    apply_state(role, state, report, check_mode, sections, fast)
+                    apply_state(role, state, report, check_mode, fast)
     except (InputError, EngineError) as exc:  # the lock: not taken in time, bad timeout, no lock file
         report.errors.append(str(exc))
     return states
@@ -587,19 +628,23 @@ def watch(directory, log):
     try:
         with Signals() as signals:
             log('watching %s' % directory)
+            files = state_files(directory)  # before the apply: a change during it is seen
             report = Report()
             states = apply_all(directory, report, out=set())
             _log_report(report, log)
             uplinks.update(states)
             watcher = Watcher(states)
             pending, deadline = set(), None
+            files_checked = time.monotonic()
             while True:
-                now = time.time()
-                deadlines = [when for when in (deadline, uplinks.deadline()) if when is not None]
+                # Deadlines and intervals on the monotonic clock: a step of the wall
+                # clock (NTP, an operator) must neither stall the loop nor hurry it.
+                now = time.monotonic()
+                deadlines = [when for when in (deadline, uplinks.deadline(), files_checked + STATE_CHECK)
+                             if when is not None]
                 readable, writable = uplinks.wait_on()
-                ready = signals.wait([events] + readable, writable,
-                                     max(0.0, min(deadlines) - now) if deadlines else None)
-                now = time.time()
+                ready = signals.wait([events] + readable, writable, max(0.0, min(deadlines) - now))
+                now = time.monotonic()
                 changes = []
                 for sock in ready[0] + ready[1]:
                     if sock is not events:
@@ -615,19 +660,29 @@ def watch(directory, log):
                             deadline = deadline or now + SETTLE
                         if event['kind'] == 'link' and event.get('ifname'):
                             changes += uplinks.link(event['ifname'], event['action'] == 'new' and event['up'], now)
+                if now >= files_checked + STATE_CHECK:
+                    # A role's run rewrites its state file without restarting the agent:
+                    # every state is applied again, and the monitor follows its section.
+                    files_checked = now
+                    seen = state_files(directory)
+                    if seen != files:
+                        log('saved state changed (%s): applying every state again'
+                            % ', '.join(changed_files(files, seen)))
+                        files = seen
+                        pending.update(ROLES)
+                        deadline = deadline or now + SETTLE
                 changes += uplinks.tick(now)
                 if changes:
                     # At once, only what the monitor changes (balance rule, default route):
                     # new connections must stop going to a dead uplink. The whole state
                     # is applied (and so checked) after SETTLE.
                     report = Report()
-                    apply_all(directory, report, roles={'split_access'}, out=uplinks.out(),
-                              sections={'route_table', 'nftables'}, fast=True)
+                    apply_all(directory, report, roles={'split_access'}, out=uplinks.out(), fast=True)
                     _log_report(report, log)
-                    uplinks.acted(changes)
+                    uplinks.acted(changes, report.errors)
                     pending.add('split_access')
                     deadline = deadline or now + SETTLE
-                if deadline is not None and time.time() >= deadline:
+                if deadline is not None and time.monotonic() >= deadline:
                     report = Report()
                     states = apply_all(directory, report, roles=pending, out=uplinks.out())
                     _log_report(report, log)
@@ -663,10 +718,12 @@ class Uplinks:
         self.state = state
         if wanted == self.settings:
             return
+        if self.settings is not None and wanted is None:
+            self.log('monitor: stopped (not enabled in the saved split_access state, or no such state)')
         self.close()
         self.settings = wanted
         if wanted is not None:
-            self.monitor = _monitor.Monitor(state, time.time())
+            self.monitor = _monitor.Monitor(state, time.monotonic())
             self.log('monitor: probing %s every %ss (out after %s failed rounds, back after %s good ones)' % (
                 ', '.join(sorted(settings.get('targets') or {})) or 'no uplink', self.monitor.interval,
                 settings.get('down', 3), settings.get('up', 3)))
@@ -691,8 +748,19 @@ class Uplinks:
         self.reap_hooks(now)
         return self.monitor.tick(now) if self.monitor else []
 
-    def acted(self, changes):
-        """After the state was applied for ``changes``: log, flush the dead uplinks' connections, hooks."""
+    def acted(self, changes, errors):
+        """After the state was applied for ``changes``: log, flush the dead uplinks' connections, hooks.
+
+        ``errors``: what that apply reported. Then the uplinks were not taken out (or
+        back): that is said, and neither the flush nor the hooks run (the next apply of
+        the whole state tries again, and says its own errors).
+        """
+        if errors:
+            for name, change in changes:
+                self.log('%s: could not %s: %s' % (name, 'take it out' if change == 'out' else 'take it back in',
+                                                   '; '.join(errors)))
+            self.publish(time.monotonic(), force=True)
+            return
         marks = dict((uplink['name'], uplink['mark']) for uplink in self.state.get('uplinks') or [])
         out = self.out()
         for name, change in changes:
@@ -706,7 +774,7 @@ class Uplinks:
             self.run_hooks(name, change)
         if marks and len(out) == len(marks):
             self.log('every uplink is out: keeping the last configuration')
-        self.publish(time.time(), force=True)
+        self.publish(time.monotonic(), force=True)
 
     def reap_hooks(self, now):
         """Forget the hooks that ended; kill those running longer than HOOK_TIMEOUT."""
@@ -724,7 +792,7 @@ class Uplinks:
 
     def run_hooks(self, name, change):
         """Run the executables of DIR/hook.d with the uplink's name and its new state (in background)."""
-        self.reap_hooks(time.time())
+        self.reap_hooks(time.monotonic())
         folder = os.path.join(self.directory, 'hook.d')
         try:
             names = sorted(os.listdir(folder))
@@ -734,7 +802,8 @@ class Uplinks:
             path = os.path.join(folder, hook)
             if os.path.isfile(path) and os.access(path, os.X_OK):
                 try:
-                    self.hooks.append((subprocess.Popen([path, name, change], stdin=subprocess.DEVNULL), path, time.time()))
+                    self.hooks.append((subprocess.Popen([path, name, change], stdin=subprocess.DEVNULL), path,
+                                       time.monotonic()))
                 except OSError as exc:
                     self.log('error: hook %s: %s' % (path, exc))
 
@@ -765,8 +834,9 @@ def _log_report(report, log):
 
 USAGE = '''usage: netpolicy-routing [--state-dir DIR] COMMAND
 
-  apply           apply every saved state again (idempotent; what boot runs)
-  watch           apply, then apply again what an interface, address or route change touches
+  apply           apply every saved state again, once (idempotent)
+  watch           apply, then apply again what an interface, address, route or state file change
+                  touches (what the systemd unit runs, at boot too)
   status [--json] per saved state: in sync with the kernel or what differs; per uplink: its state
 
 Saved states: DIR/<role>.json (default %s), written by the roles of netpolicy.routing.

@@ -318,17 +318,11 @@ def _file_content(path):
 
 # ---------------------------------------------------------------- confirm timeout
 
-def outcome_path(pending):
-    """What the rollback did, beside the pending file, for the confirming run to report once."""
-    return pending[:-len(_pending.SUFFIX)] + '.rolled-back'
-
-
 def arm(role, snapshot, timeout, pending):
     """Start the detached process that puts ``snapshot`` back after ``timeout`` s unless
     confirmed (the file ``pending`` removed); its pid."""
-    outcome = outcome_path(pending)
-    document = {'deadline': time.time() + timeout, 'timeout': timeout, 'pid': None, 'boot': _pending.boot_id(),
-                'files': snapshot.document['files']}
+    document = dict(deadlines(timeout), timeout=timeout, pid=None, boot=_pending.boot_id(),
+                    files=snapshot.document['files'])
     _pending.write(pending, document)
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -346,7 +340,7 @@ def arm(role, snapshot, timeout, pending):
             os.closerange(3, 65536)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             _lock.forget_inherited()
-            _wait_and_roll_back(role, pending, outcome, snapshot)
+            _wait_and_roll_back(role, pending, snapshot)
         finally:
             os._exit(0)
     os.close(write_end)
@@ -392,19 +386,32 @@ def own_scope(role, pid):
                   'next apply' % (role, problem))
 
 
+def deadlines(timeout):
+    """The pending document's deadlines ``timeout`` s from now.
+
+    ``deadline`` is the wall clock's, for a person reading the file; the rollback
+    process waits for ``monotonic_deadline``, so a step of the wall clock neither
+    hurries nor delays it. CLOCK_MONOTONIC is one clock for every process of a
+    boot, so the module that writes it (arm, extend) and the rollback process
+    that compares it agree; a document of another boot is never waited on
+    (_pending.waiting).
+    """
+    return {'deadline': time.time() + timeout, 'monotonic_deadline': time.monotonic() + timeout}
+
+
 def extend(pending, timeout):
     """Start the timeout again now that the change is applied (a long apply does not eat it)."""
     document = _pending.read(pending)
     if document is not None:
-        _pending.write(pending, dict(document, deadline=time.time() + timeout))
+        _pending.write(pending, dict(document, **deadlines(timeout)))
 
 
-def _wait_and_roll_back(role, pending, outcome, snapshot):
+def _wait_and_roll_back(role, pending, snapshot):
     while True:
         document = _pending.read(pending)
         if document is None:
             return  # confirmed (the file is gone)
-        if time.time() >= document.get('deadline', 0):
+        if time.monotonic() >= document.get('monotonic_deadline', 0):
             break
         time.sleep(POLL)
     try:
@@ -412,7 +419,7 @@ def _wait_and_roll_back(role, pending, outcome, snapshot):
             problems = snapshot.restore()
     except (EngineError, InputError) as exc:  # the lock not taken in time: restore all the same
         problems = ['lock: %s' % exc] + snapshot.restore()
-    _pending.write_file(outcome, json.dumps({'time': time.time(), 'problems': problems}), 0o600)
+    _pending.record_rollback(pending, problems)
     _pending.remove(pending)
 
 
@@ -422,9 +429,9 @@ def confirm(role, pending, check_mode):
         if not check_mode:
             _pending.remove(pending)
         return {'changed': True, 'commands': ['confirm %s (rollback disarmed)' % role]}
-    done = _file_content(outcome_path(pending))
+    done = _file_content(_pending.outcome_path(pending))
     if done is not None and not check_mode:
-        _pending.remove(outcome_path(pending))
+        _pending.remove(_pending.outcome_path(pending))
     if done is not None:
         problems = json.loads(done).get('problems') or []
         raise EngineError('too late: the router already put its previous state back%s'
@@ -474,7 +481,7 @@ def _change(params, check_mode, diff):
     if failures:
         raise InputError(None, '; '.join(failures))
     if timeout and not check_mode:
-        _pending.remove(outcome_path(pending))  # an earlier run's rollback, reported or not: not this run's
+        _pending.remove(_pending.outcome_path(pending))  # an earlier run's rollback, reported or not: not this run's
     path = state_path(directory, role)
     previous = read_previous(directory, role)
     plan = Change(role, state, previous, params['persist'], path, netns, agent)

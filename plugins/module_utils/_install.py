@@ -217,7 +217,10 @@ Documentation=man:ip-rule(8)
 # Early: the state is back before the network is declared up; interfaces that
 # come later (ppp, DHCP) are handled as they appear.
 DefaultDependencies=no
+# After nftables.service, and restarted with it: its /etc/nftables.conf flushes the
+# whole ruleset, our tables too, and a restarted agent applies them again.
 After=local-fs.target nftables.service
+PartOf=nftables.service
 Wants=network-pre.target
 Before=network-pre.target shutdown.target
 Conflicts=shutdown.target

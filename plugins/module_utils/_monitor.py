@@ -23,7 +23,9 @@ __metaclass__ = type
 
 import copy
 import errno
+import ipaddress
 import json
+import math
 import os
 import socket
 import struct
@@ -111,6 +113,81 @@ def flush_conntrack(mark, mask):
     if rc not in (0, 1):
         raise OSError('%s failed: %s' % (' '.join(command), err.strip()))
     return 'conntrack -D --mark %#x/%#x' % (mark, mask)
+
+
+# ---------------------------------------------------------------- the saved settings
+
+def probe_kind(probe):
+    """'icmp' or ('tcp', PORT) of the setting ``probe`` ('icmp' or 'tcp:PORT'), None when it is neither."""
+    text = str(probe)
+    if text == 'icmp':
+        return 'icmp'
+    name, dummy, port = text.partition(':')
+    if name == 'tcp' and port.isdigit() and 1 <= int(port) <= 65535:
+        return ('tcp', int(port))
+    return None
+
+
+def addresses_of(targets):
+    """The target addresses of one uplink: one given without a list, as the role allows, is a list of one."""
+    return [targets] if isinstance(targets, str) else list(targets)
+
+
+def _number(value, default, kind):
+    """``kind(value or default)`` as the Monitor reads it, or None when it cannot be read."""
+    try:
+        return kind(value or default)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def settings_problem(state):
+    """What the monitor cannot use in the ``uplinks`` and ``monitor`` sections of a split_access
+    ``state``, or None: a hand-edited file is refused by name, it does not end `watch`."""
+    uplinks = state.get('uplinks') or []
+    if not isinstance(uplinks, list):
+        return 'uplinks: not a list: %r' % (uplinks,)
+    for index, uplink in enumerate(uplinks):
+        where = 'uplinks[%d]' % index
+        if not isinstance(uplink, dict):
+            return '%s: not a mapping: %r' % (where, uplink)
+        for key in ('name', 'interface'):
+            if not isinstance(uplink.get(key), str) or not uplink[key]:
+                return '%s.%s: not a name: %r' % (where, key, uplink.get(key))
+        mark = uplink.get('mark')
+        if not isinstance(mark, int) or isinstance(mark, bool) or not 1 <= mark <= SPLIT_ACCESS_MASK:
+            return '%s.mark: not 1..%d: %r' % (where, SPLIT_ACCESS_MASK, mark)
+        weight = _number(uplink.get('weight'), 1, int)
+        if weight is None or not 1 <= weight <= 256:
+            return '%s.weight: not 1..256: %r' % (where, uplink.get('weight'))
+        if not isinstance(uplink.get('gateway') or '', str):
+            return '%s.gateway: not an address: %r' % (where, uplink['gateway'])
+    settings = state.get('monitor')
+    if settings is None:
+        return None
+    if not isinstance(settings, dict):
+        return 'monitor: not a mapping: %r' % (settings,)
+    if probe_kind(settings.get('probe') or 'icmp') is None:
+        return 'monitor.probe: not icmp or tcp:PORT: %r' % (settings.get('probe'),)
+    interval = _number(settings.get('interval'), 0.5, float)
+    if interval is None or not math.isfinite(interval) or interval <= 0:
+        return 'monitor.interval: not a number of seconds above 0: %r' % (settings.get('interval'),)
+    for key in ('down', 'up'):
+        rounds = _number(settings.get(key), 3, int)
+        if rounds is None or rounds < 1:
+            return 'monitor.%s: not a number of rounds, 1 or more: %r' % (key, settings.get(key))
+    targets = settings.get('targets') or {}
+    if not isinstance(targets, dict):
+        return 'monitor.targets: not a mapping: %r' % (targets,)
+    for name, addresses in targets.items():
+        if not isinstance(addresses, (str, list)):
+            return 'monitor.targets.%s: not a list of IPv4 addresses: %r' % (name, addresses)
+        for address in addresses_of(addresses):
+            try:
+                ipaddress.IPv4Address(u'%s' % address)
+            except ValueError:
+                return 'monitor.targets.%s: not an IPv4 address: %r' % (name, address)
+    return None
 
 
 # ---------------------------------------------------------------- hysteresis
@@ -293,7 +370,10 @@ class Probe:
 
 
 class Monitor:
-    """Rounds of probes over the uplinks of a split_access state, and their verdicts."""
+    """Rounds of probes over the uplinks of a split_access state, and their verdicts.
+
+    Every ``now`` is time.monotonic(): a step of the wall clock must not stop the rounds.
+    """
 
     def __init__(self, state, now):
         settings = state.get('monitor') or {}
@@ -302,8 +382,7 @@ class Monitor:
         # down x interval + timeout (+ the time to act) of failing; with the
         # defaults 3 x 0.5 + 0.2 s. An answer slower than this counts as lost.
         self.timeout = min(1.0, self.interval * 0.4)
-        probe = str(settings.get('probe') or 'icmp')
-        kind = 'icmp' if probe == 'icmp' else ('tcp', int(probe.split(':', 1)[1]))
+        kind = probe_kind(settings.get('probe') or 'icmp')  # checked with the state (settings_problem)
         targets = settings.get('targets') or {}
         self.health = {}
         self.probes = []
@@ -313,7 +392,8 @@ class Monitor:
                                                        int(settings.get('down') or 3), int(settings.get('up') or 3), now,
                                                        probed=bool(targets.get(uplink['name'])))
             if targets.get(uplink['name']):
-                self.probes.append(Probe(uplink, targets[uplink['name']], kind, (base + index) & 0xffff))
+                self.probes.append(Probe(uplink, addresses_of(targets[uplink['name']]), kind,
+                                         (base + index) & 0xffff))
         self.next_round = now
         self.round_end = None
 
@@ -376,7 +456,14 @@ class Monitor:
             probe.close()
 
     def figures(self):
-        return dict((name, health.figures()) for name, health in self.health.items())
+        """{name: figures} for `status`, ``since`` on the wall clock: a date it shows, where the
+        monitor's own times (``now``) are time.monotonic()."""
+        offset = time.time() - time.monotonic()
+        found = {}
+        for name, health in self.health.items():
+            found[name] = health.figures()
+            found[name]['since'] += offset
+        return found
 
 
 # ---------------------------------------------------------------- the view shared with apply and status

@@ -10,6 +10,10 @@ rollback process (pid and boot) and the role's files as they were before the
 change. It lives beside the saved states, not in /run, so a router that
 restarts before the confirmation does not come back with the unconfirmed
 change: the agent's ``apply`` puts those files back first (see recover).
+
+``<state dir>/<role>.rolled-back`` is the record a rollback leaves (the timed
+one or recover's), so that a confirmation that comes too late says the change
+was put back; the confirming run removes it.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,15 +22,27 @@ __metaclass__ = type
 
 import json
 import os
+import time
 
 from ansible_collections.netpolicy.routing.plugins.module_utils._rt_tables import write_atomically
 
 SUFFIX = '.pending'
+ROLLED_BACK_SUFFIX = '.rolled-back'
 BOOT_ID = '/proc/sys/kernel/random/boot_id'
 
 
 def path_of(directory, role):
     return os.path.join(directory, role + SUFFIX)
+
+
+def outcome_path(pending):
+    """The rollback's record beside the pending file ``pending``."""
+    return pending[:-len(SUFFIX)] + ROLLED_BACK_SUFFIX
+
+
+def record_rollback(pending, problems):
+    """Leave the record that the change of ``pending`` was put back (``problems``: what could not be)."""
+    write_file(outcome_path(pending), json.dumps({'time': time.time(), 'problems': problems}), 0o600)
 
 
 def boot_id():
@@ -101,7 +117,8 @@ def restore_files(files):
 def recover(directory):
     """Put back the files of changes whose rollback process is gone (the router restarted, or it
     was killed) before they were confirmed; the roles that were. The kernel side follows when
-    the states are applied next, from the files as they were before the change."""
+    the states are applied next, from the files as they were before the change. Each leaves
+    the record a timed rollback leaves, so a late confirmation says it was put back."""
     try:
         names = sorted(name for name in os.listdir(directory) if name.endswith(SUFFIX))
     except (IOError, OSError):
@@ -113,6 +130,7 @@ def recover(directory):
         if document is None or waiting(document):
             continue
         restore_files(document.get('files') or {})
+        record_rollback(path, [])
         remove(path)
         recovered.append(name[:-len(SUFFIX)])
     return recovered

@@ -4,6 +4,7 @@ a reboot (lab torn down and built again, the router's /etc kept), an uplink
 going down and up and a masquerade uplink's new address under `watch`, damaged
 and foreign state files, `status`, and the systemd unit.
 """
+import json
 import os
 import re
 import shutil
@@ -179,6 +180,50 @@ def test_watch_status_and_bad_states(router_lab):
     assert "error: split_access: route_table.tables[1] (table 102): tables[0].routes[0].dev: " \
            "no interface 'wan2' in this network namespace" in applied.stdout
     assert 'uplink isp2 (wan2): missing' in agent(lab, 'status').stdout
+
+
+def write_state(path, state):
+    """Write a saved state as the roles do: another file renamed over it."""
+    with open(path + '.new', 'w') as handle:
+        json.dump(state, handle)
+    os.rename(path + '.new', path)
+
+
+def test_watch_follows_its_state_files(router_lab):
+    """A saved state rewritten while watch runs (a role's run, a hand edit): applied again,
+    and the monitor follows its section."""
+    lab = router_lab
+    path = os.path.join(lab.etc('router'), 'netpolicy', 'routing', 'split_access.json')
+    with open(path) as handle:
+        state = json.load(handle)
+    watch = Watch(lab)
+    try:
+        wait_for(lambda: watch.saw('^watching '), 10)
+        state['monitor'] = dict(state['monitor'], enabled=True,
+                                targets={'isp1': ['198.51.100.1'], 'isp2': ['192.0.2.1']})
+        write_state(path, state)
+        took = wait_for(lambda: watch.saw(r'^monitor: probing isp1, isp2 every 0\.5s'), 3)
+        print('monitor enabled in the state file: started in %.2f s' % took)
+        assert watch.saw(r'^saved state changed \(split_access\.json\): applying every state again$'), watch.lines
+
+        # a damaged monitor section, edited by hand: refused by name, the monitor stopped, watch goes on
+        state['monitor']['probe'] = 'tcp'
+        with open(path, 'w') as handle:
+            json.dump(state, handle)
+        problem = "monitor.probe: not icmp or tcp:PORT: 'tcp'"
+        refused = 'error: /etc/netpolicy/routing/split_access.json: not applied: ' + problem
+        wait_for(lambda: refused in watch.lines, 3)
+        wait_for(lambda: watch.saw('^monitor: stopped'), 1)
+        status = agent(lab, 'status')
+        assert status.returncode == 1, status.stdout
+        assert 'not applied: /etc/netpolicy/routing/split_access.json: ' + problem in status.stdout
+        assert 'source_routing: in sync with the kernel' in status.stdout
+        time.sleep(0.5)
+        assert watch.proc.poll() is None, watch.lines
+    finally:
+        code = watch.stop()
+    assert code == 0, watch.lines
+    assert [line for line in watch.lines if line.startswith('error:')] == [refused], watch.lines
 
 
 def test_usage():

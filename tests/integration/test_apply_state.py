@@ -258,6 +258,9 @@ def test_a_restart_before_the_confirmation_comes_back_with_the_state_from_before
     assert boot.returncode == 0, boot.stdout + boot.stderr
     assert 'put back the files from before an unconfirmed change' in boot.stdout
     assert kernel(router) == before
+    # a confirmation that comes now is told the change was put back
+    late = run_module(MODULE, dict(role='source_routing', confirm=True, netns=router.name, state_dir=router.files))
+    assert late['failed'] and 'already put its previous state back' in late['msg'], late
 
 
 def test_checks_of_what_only_the_router_can_tell(router):

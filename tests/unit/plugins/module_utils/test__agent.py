@@ -5,6 +5,7 @@ Nothing here touches the kernel: state files live in tmp_path, table names
 and interface addresses are patched, the modules' ``change`` functions are
 replaced by recorders, and netlink messages are built by hand with struct.
 """
+import contextlib
 import copy
 import errno
 import io
@@ -118,7 +119,11 @@ def test_the_roles_states_are_good(role):
 
 @pytest.mark.parametrize('state', [
     {'role': 'split_access', 'version': 1},                           # every section is optional
-    {'role': 'split_access', 'version': 1, 'uplinks': 'bookkeeping', 'anything': None},
+    {'role': 'source_routing', 'version': 1, 'uplinks': 'bookkeeping', 'anything': None},
+    # the monitor's settings as the role saves them, given as strings or one address without a list
+    {'role': 'split_access', 'version': 1, 'uplinks': [{'name': 'isp1', 'interface': 'wan1', 'mark': 1}],
+     'monitor': {'enabled': True, 'targets': {'isp1': '203.0.113.10'}, 'probe': 'tcp:443', 'interval': '0.5',
+                 'down': '3', 'up': None}},
     {'role': 'source_routing', 'version': 1, 'address_rules': [], 'route_table': {}},
 ])
 def test_minimal_states_are_good(state):
@@ -155,6 +160,38 @@ def test_bad_states_are_refused(state, filename, problem):
     with pytest.raises(agent.StateFileError) as caught:
         agent.check_state(state, filename)
     assert str(caught.value).startswith(problem)
+
+
+UPLINK = {'name': 'isp1', 'interface': 'wan1', 'mark': 1, 'weight': 1, 'gateway': '198.51.100.1'}
+
+
+@pytest.mark.parametrize('sections, problem', [
+    ({'uplinks': 'bookkeeping'}, "uplinks: not a list: 'bookkeeping'"),
+    ({'uplinks': ['isp1']}, "uplinks[0]: not a mapping: 'isp1'"),
+    ({'uplinks': [dict(UPLINK, name=None)]}, 'uplinks[0].name: not a name: None'),
+    ({'uplinks': [dict(UPLINK, interface='')]}, "uplinks[0].interface: not a name: ''"),
+    ({'uplinks': [dict(UPLINK, mark='1')]}, "uplinks[0].mark: not 1..255: '1'"),
+    ({'uplinks': [dict(UPLINK, mark=256)]}, 'uplinks[0].mark: not 1..255: 256'),
+    ({'uplinks': [dict(UPLINK, weight='heavy')]}, "uplinks[0].weight: not 1..256: 'heavy'"),
+    ({'uplinks': [dict(UPLINK, gateway=['198.51.100.1'])]}, "uplinks[0].gateway: not an address: ['198.51.100.1']"),
+    ({'monitor': ['enabled']}, "monitor: not a mapping: ['enabled']"),
+    ({'monitor': {'probe': 'tcp'}}, "monitor.probe: not icmp or tcp:PORT: 'tcp'"),
+    ({'monitor': {'probe': 'tcp:http'}}, "monitor.probe: not icmp or tcp:PORT: 'tcp:http'"),
+    ({'monitor': {'probe': 'tcp:65536'}}, "monitor.probe: not icmp or tcp:PORT: 'tcp:65536'"),
+    ({'monitor': {'interval': 'often'}}, "monitor.interval: not a number of seconds above 0: 'often'"),
+    ({'monitor': {'interval': -1}}, 'monitor.interval: not a number of seconds above 0: -1'),
+    ({'monitor': {'interval': float('inf')}}, 'monitor.interval: not a number of seconds above 0: inf'),
+    ({'monitor': {'down': 0.5}}, 'monitor.down: not a number of rounds, 1 or more: 0.5'),
+    ({'monitor': {'up': '2.5'}}, "monitor.up: not a number of rounds, 1 or more: '2.5'"),
+    ({'monitor': {'targets': ['isp1']}}, "monitor.targets: not a mapping: ['isp1']"),
+    ({'monitor': {'targets': {'isp1': 7}}}, 'monitor.targets.isp1: not a list of IPv4 addresses: 7'),
+    ({'monitor': {'targets': {'isp1': ['gw.example']}}}, "monitor.targets.isp1: not an IPv4 address: 'gw.example'"),
+])
+def test_bad_monitor_settings_are_refused(sections, problem):
+    state = dict({'role': 'split_access', 'version': 1, 'uplinks': [UPLINK]}, **sections)
+    with pytest.raises(agent.StateFileError) as caught:
+        agent.check_state(state, 'split_access.json')
+    assert str(caught.value) == problem
 
 
 def test_a_boolean_version_is_refused():
@@ -244,6 +281,25 @@ def test_read_states_keeps_the_good_ones_when_one_is_bad(tmp_path):
     states, problems = agent.read_states(str(tmp_path))
     assert [role for role, state in states] == ['split_access']
     assert problems == [(str(tmp_path / 'source_routing.json'), 'state version 7, this agent reads version 1')]
+
+
+def test_state_files_change_with_any_rewrite_of_a_state(tmp_path):
+    write(tmp_path, 'split_access.json', SPLIT_STATE)
+    write(tmp_path, 'split_access.pending', '{}')       # not a saved state
+    first = agent.state_files(str(tmp_path))
+    assert [entry[0] for entry in first] == ['split_access.json']
+    assert agent.state_files(str(tmp_path)) == first
+    # as a role writes it: another file renamed over it (a new inode), even with the same text
+    write(tmp_path, 'new', SPLIT_STATE)
+    os.rename(str(tmp_path / 'new'), str(tmp_path / 'split_access.json'))
+    second = agent.state_files(str(tmp_path))
+    assert second != first
+    # edited in place: its size and time
+    write(tmp_path, 'split_access.json', dict(SPLIT_STATE, monitor={'enabled': True}))
+    assert agent.state_files(str(tmp_path)) != second
+    write(tmp_path, 'source_routing.json', SOURCE_STATE)
+    assert agent.changed_files(second, agent.state_files(str(tmp_path))) == ['source_routing.json', 'split_access.json']
+    assert agent.state_files(str(tmp_path / 'missing')) == ()
 
 
 # ---------------------------------------------------------------- interfaces_of / tables_of
@@ -559,6 +615,9 @@ def test_steps_in_apply_order():
     assert [section for section, where, run in agent.steps(REPLY_STATE)] == [
         'rt_tables_entry', 'sysctl', 'route_table', 'route_table', 'ip_rule', 'connmark_return']
     assert agent.steps({'role': 'split_access', 'version': 1}) == []
+    # what the monitor changes to take an uplink out, alone
+    assert [(section, where) for section, where, run in agent.steps(SPLIT_STATE, fast=True)] == [
+        ('route_table', 'route_table.tables[3] (table main)'), ('nftables', 'nftables')]
     assert [section for section, where, run in agent.steps({'address_rules': [{'interface': 'ppp0'}]})] == ['ip_rule']
 
 
@@ -882,8 +941,65 @@ def test_a_hung_hook_is_killed_and_a_finished_one_forgotten(tmp_path):
     uplinks.run_hooks('isp1', 'out')
     quick, hung = [proc for proc, path, started in uplinks.hooks]
     quick.wait(timeout=10)
-    uplinks.reap_hooks(time.time())
+    uplinks.reap_hooks(time.monotonic())
     assert [path for proc, path, started in uplinks.hooks] == [str(hooks / '20-hung')] and not logged
-    uplinks.reap_hooks(time.time() + agent.HOOK_TIMEOUT + 1)
+    uplinks.reap_hooks(time.monotonic() + agent.HOOK_TIMEOUT + 1)
     assert uplinks.hooks == [] and hung.returncode is not None
     assert logged == ['error: hook %s ran longer than 60 s: killed' % (hooks / '20-hung')]
+
+
+def test_the_monitor_counts_on_the_monotonic_clock(tmp_path, monkeypatch):
+    # The wall clock stepped back an hour: the first probe round is still due now.
+    wall = time.time
+    monkeypatch.setattr(time, 'time', lambda: wall() - 3600)
+    monkeypatch.setattr(agent._monitor, 'withdraw', lambda path=None: None)  # not this host's /run
+    logged = []
+    uplinks = agent.Uplinks(str(tmp_path), logged.append)
+    state = dict(SPLIT_STATE, monitor={'enabled': True, 'targets': {'isp1': ['203.0.113.10']}})
+    uplinks.update([('split_access', state)])
+    try:
+        assert logged and logged[0].startswith('monitor: probing isp1 every 0.5s')
+        assert abs(uplinks.deadline() - time.monotonic()) < 1.0
+    finally:
+        uplinks.close()
+
+
+@pytest.fixture
+def acting(tmp_path, monkeypatch):
+    """Uplinks of SPLIT_STATE as acted() sees them: [logged lines], [conntrack flushes], hook runs recorded."""
+    logged, flushed = [], []
+    uplinks = agent.Uplinks(str(tmp_path), logged.append)
+    uplinks.state = SPLIT_STATE
+    monkeypatch.setattr(agent._monitor, 'flush_conntrack', lambda mark, mask: flushed.append(mark) or 'flushed')
+    monkeypatch.setattr(uplinks, 'run_hooks', lambda name, change: logged.append('hooks: %s %s' % (name, change)))
+    return uplinks, logged, flushed
+
+
+def test_acted_logs_flushes_and_runs_the_hooks(acting):
+    uplinks, logged, flushed = acting
+    uplinks.acted([('isp2', 'out'), ('isp1', 'in')], [])
+    assert logged == ['isp2: out: no new connections, not in the default route', 'isp2: flushed',
+                      'hooks: isp2 out', 'isp1: back in', 'hooks: isp1 in']
+    assert flushed == [2]
+
+
+def test_acted_says_when_the_uplink_could_not_be_taken_out(acting):
+    uplinks, logged, flushed = acting
+    uplinks.acted([('isp2', 'out'), ('isp1', 'in')], ['split_access: nftables: nft not found (Debian: nftables)'])
+    assert logged == ['isp2: could not take it out: split_access: nftables: nft not found (Debian: nftables)',
+                      'isp1: could not take it back in: split_access: nftables: nft not found (Debian: nftables)']
+    assert flushed == []
+
+
+def test_a_partial_apply_reports_only_its_own_files_problems(tmp_path, monkeypatch):
+    write(tmp_path, 'other.json', '{"hosts": []}')
+    write(tmp_path, 'split_access.json', '{"role": "split_access", "version": 7}')
+    monkeypatch.setattr(agent._monitor, 'published', lambda path=None: {})
+    monkeypatch.setattr(agent._lock, 'held', lambda *args, **kwargs: contextlib.nullcontext())
+    report = agent.Report()
+    agent.apply_all(str(tmp_path), report, roles={'split_access'}, out=set(), fast=True)
+    assert report.errors == ['%s: not applied: state version 7, this agent reads version 1'
+                             % (tmp_path / 'split_access.json')]
+    report = agent.Report()
+    agent.apply_all(str(tmp_path), report, out=set())
+    assert len(report.errors) == 2

@@ -1,11 +1,17 @@
 """The pure logic of module_utils/_apply.py: what a role's previous state leaves to remove,
 the sysctls' values from before, the saved document, the rollback's scope (busctl faked)."""
+import contextlib
 import json
+import os
 import subprocess
+import threading
+import time
 
 import pytest
 
 from ansible_collections.netpolicy.routing.plugins.module_utils import _apply
+from ansible_collections.netpolicy.routing.plugins.module_utils import _pending
+from ansible_collections.netpolicy.routing.plugins.module_utils._engine import EngineError
 
 PREVIOUS = {
     'role': 'split_access', 'version': 1,
@@ -122,3 +128,37 @@ def test_the_rollback_scope_where_systemd_runs_or_a_warning(monkeypatch, tmp_pat
         scope, warning = _apply.own_scope('split_access', 4242)
         assert scope is None and warning.startswith(
             'split_access: the rollback process could not get a systemd scope of its own (%s); ' % problem)
+
+
+class NothingToRestore:
+    def restore(self):
+        return []
+
+
+@pytest.mark.parametrize('step', [-3600, 3600])
+def test_the_rollback_waits_its_timeout_whatever_the_wall_clock_does(tmp_path, monkeypatch, step):
+    pending, outcome = str(tmp_path / 'split_access.pending'), str(tmp_path / 'split_access.rolled-back')
+    _pending.write(pending, {'timeout': 0.5, 'pid': None})
+    _apply.extend(pending, 0.5)
+    # The wall clock steps an hour back or forth once the change is applied.
+    wall = time.time
+    monkeypatch.setattr(time, 'time', lambda: wall() + step)
+    monkeypatch.setattr(_apply._lock, 'held', lambda what: contextlib.nullcontext())  # not this host's /run
+    waiter = threading.Thread(target=_apply._wait_and_roll_back,
+                              args=('split_access', pending, NothingToRestore()), daemon=True)
+    waiter.start()
+    time.sleep(0.2)
+    assert os.path.exists(pending) and not os.path.exists(outcome)   # not before its time
+    waiter.join(timeout=3)
+    assert not waiter.is_alive()                                       # nor an hour late
+    assert not os.path.exists(pending) and json.loads(open(outcome).read())['problems'] == []
+
+
+def test_a_confirmation_after_a_restart_put_the_change_back_says_so(tmp_path):
+    pending = str(tmp_path / 'split_access.pending')
+    _pending.write(pending, {'boot': 'another boot', 'pid': 1, 'files': {}})
+    assert _pending.recover(str(tmp_path)) == ['split_access']
+    with pytest.raises(EngineError, match='too late: the router already put its previous state back$'):
+        _apply.confirm('split_access', pending, check_mode=False)
+    # said once
+    assert _apply.confirm('split_access', pending, check_mode=False) == {'changed': False, 'commands': []}

@@ -8,7 +8,7 @@ import zipfile
 import pytest
 
 from ansible_collections.netpolicy.routing.plugins.module_utils._install import (
-    command_text, engine_archive, engine_sources, lacking_message, put_file)
+    command_text, engine_archive, engine_sources, lacking_message, put_file, unit_text)
 
 
 def test_the_engine_is_the_same_bytes_for_the_same_sources_and_importable_as_ansible_lays_it_out():
@@ -79,3 +79,11 @@ def test_put_file_says_what_it_does_and_check_mode_does_nothing(tmp_path):
     assert put_file(str(path), None, 0o600, False) == ['rm %s' % path]
     assert not path.exists()
     assert put_file(str(path), None, 0o600, False) == []
+
+
+def test_the_unit_restarts_with_nftables_and_after_it():
+    # `systemctl restart nftables` flushes the ruleset: the agent restarts after it and applies again.
+    lines = unit_text('/usr/local/bin/netpolicy-routing').splitlines()
+    unit = lines[lines.index('[Unit]'):lines.index('[Service]')]
+    assert 'PartOf=nftables.service' in unit
+    assert [line for line in unit if line.startswith('After=')] == ['After=local-fs.target nftables.service']

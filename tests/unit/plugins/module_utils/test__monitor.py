@@ -9,6 +9,7 @@ import copy
 import json
 import os
 import struct
+import time
 
 import pytest
 
@@ -421,6 +422,11 @@ def test_monitor_probe_kind(probes, probe, kind):
     assert probes['isp1'].kind == kind
 
 
+def test_monitor_one_target_without_a_list(probes):
+    monitor(targets={'isp1': '203.0.113.10'})                  # as the role allows it
+    assert probes['isp1'].targets == ['203.0.113.10']
+
+
 def test_monitor_rounds(probes):
     watcher = monitor(now=100.0)
     assert watcher.deadline() == 100.0                         # the first round is due at once
@@ -498,7 +504,9 @@ def test_monitor_verdicts(probes):
     figures = watcher.figures()
     assert (figures['isp1']['rounds'], figures['isp1']['loss'], figures['isp1']['state']) == (6, 0.5, 'in')
     assert (figures['isp3']['rounds'], figures['isp3']['loss']) == (6, 0.0)
-    assert figures['isp2'] == {'state': 'in', 'since': 100.0, 'rounds': 0, 'loss': None, 'rtt_ms': None}
+    assert dict(figures['isp2'], since=None) == {'state': 'in', 'since': None, 'rounds': 0, 'loss': None,
+                                                 'rtt_ms': None}
+    assert watcher.health['isp2'].since == 100.0
 
 
 def test_monitor_both_out_together(probes):
@@ -633,3 +641,10 @@ def test_published_without_uplinks(tmp_path):
 def test_run_path_is_per_network_namespace():
     path = _monitor.run_path()
     assert path == os.path.join(_monitor.RUN_DIR, 'monitor-%d.json' % os.stat('/proc/self/ns/net').st_ino)
+
+
+@pytest.mark.usefixtures('probes')
+def test_monitor_figures_give_since_on_the_wall_clock():
+    # The monitor counts on time.monotonic(); status shows ``since`` as a date.
+    watcher = _monitor.Monitor(split_state(), time.monotonic())
+    assert abs(watcher.figures()['isp1']['since'] - time.time()) < 1.0

@@ -33,7 +33,10 @@ def test_recover_puts_back_the_files_of_a_change_whose_rollback_is_gone(tmp_path
     assert _pending.recover(str(tmp_path)) == ['split_access']
     assert state.read_text() == 'old\n' and not created.exists()
     assert oct(os.stat(str(state)).st_mode & 0o777) == '0o600'
-    assert sorted(os.listdir(str(tmp_path))) == ['source_routing.pending', 'split_access.json']
+    # the record a timed rollback leaves, for a late confirmation
+    assert sorted(os.listdir(str(tmp_path))) == ['source_routing.pending', 'split_access.json',
+                                                 'split_access.rolled-back']
+    assert json.loads((tmp_path / 'split_access.rolled-back').read_text())['problems'] == []
 
 
 def test_recover_ignores_what_it_cannot_read(tmp_path):
