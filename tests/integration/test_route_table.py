@@ -2,6 +2,7 @@
 import json
 import os
 import socket
+import time
 
 import pytest
 
@@ -25,6 +26,12 @@ def lab(ns):
         ns.ip('addr', 'add', v6, 'dev', ifname, 'nodad')
         ns.ip('link', 'set', ifname, 'up')
         ns.ip('link', 'set', ifname + 'p', 'up')
+    # The carrier comes up a moment later, and the routes' "linkdown" goes with it:
+    # a snapshot taken in between would differ from the next one.
+    deadline = time.monotonic() + 5
+    while any('linkdown' in ns.ip(family, 'route', 'show', 'table', 'all').stdout for family in ('-4', '-6')):
+        assert time.monotonic() < deadline, 'the veth links of the test namespace did not come up'
+        time.sleep(0.02)
     return ns
 
 
