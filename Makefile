@@ -64,7 +64,7 @@ sanity:
 lint:
 	ansible-lint --profile production
 
-build:
+build: bootstrap
 	@./scripts/build
 
 docs: bootstrap

@@ -115,9 +115,10 @@ def main(argv=None):
         sys.stderr.write('no such scene: %s (have: %s)\n'
                          % (' '.join(wanted), ', '.join(s.name.split()[0] for s in SCENES)))
         return 2
-    sys.stdout.write('netpolicy.routing demo: a router with a LAN and two ISPs that drop\n'
-                     'packets whose source is not theirs; the server records the source\n'
-                     'address of every connection.\n')
+    sys.stdout.write('netpolicy.routing demo: each scene builds its own lab of network\n'
+                     'namespaces (two_isp, three_isp or two_routers): ISPs that drop packets\n'
+                     'whose source is not theirs, and servers that record the source address\n'
+                     'of every connection.\n')
     try:
         for scene in scenes:
             run_scene(scene, sys.stdout)
