@@ -62,6 +62,9 @@ HOST_IPROUTE2 = '/etc/iproute2'
 HOST_NETPOLICY = '/etc/netpolicy'
 RECORDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'recorder.py')
 IFNAME_MAX = 15  # IFNAMSIZ - 1
+# The variables that would install the agent's systemd unit (see Lab.inventory).
+SERVICE_VARIABLES = ('split_access_service', 'source_routing_service', 'reply_via_same_router_service',
+                     'agent_service')
 NODE_KEYS = {'forwarding', 'sysctls', 'bridges', 'macs', 'addresses', 'routes', 'nft', 'listen'}
 STANDARD_RT_TABLES = '255\tlocal\n254\tmain\n253\tdefault\n0\tunspec\n'
 
@@ -385,6 +388,10 @@ class Lab:
                            # the agent the roles install: in the lab's directory, not the host's /usr/local
                            'agent_command': self.agent_command(node),
                            'agent_library': os.path.join(self.state_dir, 'agent', node, 'lib')}
+            # No systemd unit: a node shares this machine's /run and /etc/systemd, so on a
+            # machine that runs systemd the unit would be the machine's own (and point into
+            # the lab). Tests that want the agent run `netpolicy-routing watch` themselves.
+            hosts[node].update((name, False) for name in SERVICE_VARIABLES)
             if python:
                 hosts[node]['ansible_python_interpreter'] = python
         return {'all': {'hosts': hosts}}
