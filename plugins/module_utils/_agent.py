@@ -621,8 +621,18 @@ def _table_ids(tables, names):
 def watch(directory, log):
     """Apply, then apply again what an event touches, and run the health monitor of split_access.
 
-    Returns the exit code on SIGTERM/SIGINT.
+    Returns the exit code on SIGTERM/SIGINT, or at once when another watch runs in this
+    network namespace (two would both act on every event and monitor round).
     """
+    try:
+        with _lock.alone('watch', 'netpolicy-routing watch'):
+            return _watch(directory, log)
+    except EngineError as exc:
+        log('error: %s' % exc)
+        return EXIT_FAILED
+
+
+def _watch(directory, log):
     events = _netlink.EventSocket()  # before the first apply: nothing in between is missed
     uplinks = Uplinks(directory, log)
     try:

@@ -170,6 +170,30 @@ def held(what, directory=None, timeout=None, log=None, needed=True):
         _release(fd, path)
 
 
+@contextlib.contextmanager
+def alone(kind, what, directory=None):
+    """Run the block as the only ``what`` of this network namespace (``kind``: the file's
+    name, e.g. 'watch'), or EngineError naming the process that already is. Held until
+    the block ends; the kernel lets go of it if the process dies."""
+    path = os.path.join(directory or LOCK_DIR, '%s-%d' % (kind, netns_inode()))
+    while True:
+        fd = _open(path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (IOError, OSError) as exc:
+            holder = describe(holder_of(fd))
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            raise EngineError('another %s runs in this network namespace (%s)' % (what, holder))
+        if _claim(fd, path, what):
+            break
+    try:
+        yield
+    finally:
+        _release(fd, path)
+
+
 def _open(path):
     flags = os.O_RDWR | os.O_CREAT | getattr(os, 'O_CLOEXEC', 0)
     try:
@@ -214,23 +238,30 @@ def _acquire(path, what, seconds):
                         'waited %g s (%s); nothing was changed'
                         % (holders[-1] if holders else holder, seconds, TIMEOUT_VARIABLE))
                 time.sleep(min(POLL, deadline - now))
-            # The holder before us removes the file when it lets go: a lock on a
-            # file no longer at ``path`` excludes nobody, so start again.
-            try:
-                current = os.stat(path).st_ino
-            except OSError:
-                current = None
-            if current != os.fstat(fd).st_ino:
-                os.close(fd)
+            if not _claim(fd, path, what):
                 continue
-            record = {'pid': os.getpid(), 'what': what, 'since': time.time()}
-            os.ftruncate(fd, 0)
-            os.lseek(fd, 0, os.SEEK_SET)
-            os.write(fd, (json.dumps(record, sort_keys=True) + '\n').encode('utf-8'))
             return fd, (time.monotonic() - start if waited else 0.0), holders
         except BaseException:
             os.close(fd)
             raise
+
+
+def _claim(fd, path, what):
+    """With the flock of ``fd`` taken: write who holds it, True. False (``fd`` closed) when
+    the file is no longer at ``path``: the holder before us removes it as it lets go, and
+    a lock on a file no longer there excludes nobody, so the caller starts again."""
+    try:
+        current = os.stat(path).st_ino
+    except OSError:
+        current = None
+    if current != os.fstat(fd).st_ino:
+        os.close(fd)
+        return False
+    record = {'pid': os.getpid(), 'what': what, 'since': time.time()}
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, (json.dumps(record, sort_keys=True) + '\n').encode('utf-8'))
+    return True
 
 
 def _release(fd, path):

@@ -98,6 +98,13 @@ def test_watch_status_and_bad_states(router_lab):
         wait_for(lambda: watch.saw('^watching '), 10)
         time.sleep(0.3)  # its first apply (nothing to do) done
 
+        # one watch per router: a second one says who runs and ends
+        second = Watch(lab)
+        assert second.proc.wait(timeout=10) == 1
+        second.reader.join(timeout=5)
+        assert re.match(r'error: another netpolicy-routing watch runs in this network namespace \(pid %d, '
+                        % watch.proc.pid, second.lines[-1]), second.lines
+
         # an uplink down then up: the kernel drops every route through it, in every table
         lab.ip('router', 'link', 'set', 'wan1', 'down')
         wait_for(lambda: watch.saw('^wan1: down$'), 2)

@@ -227,3 +227,18 @@ def test_unusable_lock_dir_is_a_clean_error(tmp_path):
     with pytest.raises(EngineError, match=r'^cannot open the lock file .*/file/lock-\d+: '):
         with _lock.held('ip_rule module', directory=str(blocker)):
             pass
+
+
+def test_alone_refuses_a_second_one_naming_the_first(tmp_path):
+    with _lock.alone('watch', 'netpolicy-routing watch', directory=str(tmp_path)):
+        with pytest.raises(EngineError) as caught:
+            with _lock.alone('watch', 'netpolicy-routing watch', directory=str(tmp_path)):
+                pytest.fail('two at once')
+        assert re.match(r'another netpolicy-routing watch runs in this network namespace '
+                        r'\(pid %d, netpolicy-routing watch, since ' % os.getpid(), str(caught.value))
+        # the lock of changes is another file: a watch does not keep changes out
+        with _lock.held('ip_rule module', directory=str(tmp_path), timeout=0):
+            pass
+    assert os.listdir(str(tmp_path)) == []
+    with _lock.alone('watch', 'netpolicy-routing watch', directory=str(tmp_path)):
+        pass
