@@ -387,12 +387,13 @@ def apply_nft_file(section, check_mode, compare=True, script=None, diff=False):
     return result
 
 
-def apply_all(directory, report, check_mode=False, roles=None, out=None, fast=False):
+def apply_all(directory, report, check_mode=False, roles=None, out=None, fast=False, stop=None):
     """Apply (or check) the states in ``directory`` (only ``roles`` when given); the states read.
 
     ``out``: the split_access uplinks the health monitor took out; by default
     those of the running ``watch``, if any (so an ``apply`` does not bring a
-    dead uplink back).
+    dead uplink back). ``stop()``: see _lock.held (watch's SIGTERM ends a wait for
+    the lock, so a unit's stop or restart is never held up by a play's change).
     """
     if not check_mode:
         # A change the router restarted (or lost its rollback process) before confirming:
@@ -408,7 +409,7 @@ def apply_all(directory, report, check_mode=False, roles=None, out=None, fast=Fa
     if out is None:
         out = monitor_out(_monitor.published())
     try:
-        with _lock.held(_lock.agent_label(), log=_lock.log_to_stderr, needed=not check_mode):
+        with _lock.held(_lock.agent_label(), log=_lock.log_to_stderr, needed=not check_mode, stop=stop):
             for role, state in states:
                 if roles is None or role in roles:
                     if role == 'split_access':
@@ -533,7 +534,8 @@ class Stop(Exception):
 
 
 class Signals:
-    """SIGTERM and SIGINT end the watch: at once while it waits, after the apply when one runs.
+    """SIGTERM and SIGINT end the watch: at once while it waits (for events or for the lock),
+    after the apply when one runs.
 
     An apply is never cut in the middle, so a stop never leaves half a change.
     """
@@ -556,6 +558,10 @@ class Signals:
         self.received = signal.Signals(signum).name
         if self.waiting:
             raise Stop(self.received)
+
+    def stopping(self):
+        """Whether a signal asked to stop (checked while waiting for the lock)."""
+        return self.received is not None
 
     def wait(self, readable, writable, timeout):
         """select(): (readable, writable) ready; Stop on a signal."""
@@ -640,7 +646,7 @@ def _watch(directory, log):
             log('watching %s' % directory)
             files = state_files(directory)  # before the apply: a change during it is seen
             report = Report()
-            states = apply_all(directory, report, out=set())
+            states = apply_all(directory, report, out=set(), stop=signals.stopping)
             _log_report(report, log)
             uplinks.update(states)
             watcher = Watcher(states)
@@ -687,14 +693,15 @@ def _watch(directory, log):
                     # new connections must stop going to a dead uplink. The whole state
                     # is applied (and so checked) after SETTLE.
                     report = Report()
-                    apply_all(directory, report, roles={'split_access'}, out=uplinks.out(), fast=True)
+                    apply_all(directory, report, roles={'split_access'}, out=uplinks.out(), fast=True,
+                              stop=signals.stopping)
                     _log_report(report, log)
                     uplinks.acted(changes, report.errors)
                     pending.add('split_access')
                     deadline = deadline or now + SETTLE
                 if deadline is not None and time.monotonic() >= deadline:
                     report = Report()
-                    states = apply_all(directory, report, roles=pending, out=uplinks.out())
+                    states = apply_all(directory, report, roles=pending, out=uplinks.out(), stop=signals.stopping)
                     _log_report(report, log)
                     uplinks.update(states)
                     watcher = Watcher(states, link_up=watcher.link_up)

@@ -134,7 +134,7 @@ def forget_inherited():
 
 
 @contextlib.contextmanager
-def held(what, directory=None, timeout=None, log=None, needed=True):
+def held(what, directory=None, timeout=None, log=None, needed=True, stop=None):
     """Hold the lock of the current network namespace while the block runs.
 
     ``what`` says who holds it ('ip_rule module', 'netpolicy-routing apply').
@@ -143,6 +143,8 @@ def held(what, directory=None, timeout=None, log=None, needed=True):
     NETPOLICY_ROUTING_LOCK_TIMEOUT or 120; then LockTimeout (an EngineError)
     names the holder. ``log(line)`` is told how long the run waited, when it did.
     ``needed=False`` holds nothing (check mode, see the top of this file).
+    ``stop()``: true when the caller was told to stop (the agent's SIGTERM); then the
+    wait ends at once with an EngineError, as nothing was changed yet.
     """
     if not needed:
         yield
@@ -159,7 +161,7 @@ def held(what, directory=None, timeout=None, log=None, needed=True):
 
     path = lock_path(inode, directory)
     seconds = timeout_from() if timeout is None else timeout
-    fd, waited, holders = _acquire(path, what, seconds)
+    fd, waited, holders = _acquire(path, what, seconds, stop)
     if waited and log is not None:
         log('waited %.1f s for the lock held by %s' % (waited, '; then '.join(holders) or 'holder unknown'))
     locks[inode] = [fd, 1]
@@ -212,7 +214,7 @@ def _open(path):
         raise EngineError('cannot open the lock file %s: %s' % (path, exc.strerror or exc))
 
 
-def _acquire(path, what, seconds):
+def _acquire(path, what, seconds, stop=None):
     """(fd holding the lock of ``path``, seconds waited, [holders seen while waiting])."""
     start = time.monotonic()
     deadline = start + seconds
@@ -231,6 +233,9 @@ def _acquire(path, what, seconds):
                 holder = describe(holder_of(fd))
                 if holder != 'holder unknown' and holder not in holders:
                     holders.append(holder)
+                if stop is not None and stop():
+                    raise EngineError('stopped while waiting for the lock held by %s; nothing was changed'
+                                      % (holders[-1] if holders else holder))
                 now = time.monotonic()
                 if now >= deadline:
                     raise LockTimeout(

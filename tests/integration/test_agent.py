@@ -17,6 +17,7 @@ from tests.lab import topologies
 from tests.lab.playbook import REPO, recap, run_playbook, snapshot
 from tests.lab.recorder import peer_text
 from tests.helpers.agent import Watch, agent, wait_for
+from tests.helpers.lock import Holder, openers
 
 PLAYBOOK = os.path.join(REPO, 'tests', 'integration', 'files', 'agent_two_roles.yml')
 SERVER = topologies.SERVER
@@ -135,6 +136,22 @@ def test_watch_status_and_bad_states(router_lab):
     assert code == 0, watch.lines
     assert watch.lines[-1] == 'stopping (SIGTERM)'
     assert not [line for line in watch.lines if line.startswith('error:') and 'wan1' not in line], watch.lines
+
+    # a stop while watch waits for the lock (a play's change in progress) ends the wait at
+    # once: a unit's stop or restart is never held up until the lock's timeout
+    holder = Holder('test: a change in progress', netns=lab.name('router'))
+    try:
+        waiting = Watch(lab)
+        wait_for(lambda: len(openers(holder.path) - {holder.pid}) >= 1, 10)
+        start = time.monotonic()
+        code = waiting.stop()
+        took = time.monotonic() - start
+    finally:
+        holder.release()
+    assert code == 0 and took < 2, (took, waiting.lines)
+    assert any(re.search(r'stopped while waiting for the lock held by pid %d, test: a change in progress'
+                         % holder.pid, line) for line in waiting.lines), waiting.lines
+    assert waiting.lines[-1] == 'stopping (SIGTERM)'
 
     status = agent(lab, 'status')
     assert status.returncode == 0, status.stdout

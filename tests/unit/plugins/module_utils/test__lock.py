@@ -242,3 +242,15 @@ def test_alone_refuses_a_second_one_naming_the_first(tmp_path):
     assert os.listdir(str(tmp_path)) == []
     with _lock.alone('watch', 'netpolicy-routing watch', directory=str(tmp_path)):
         pass
+
+
+def test_a_stop_ends_the_wait_at_once(tmp_path, holder):
+    other = holder('ip_rule module')
+    start = time.monotonic()
+    with pytest.raises(EngineError) as caught:
+        with _lock.held('netpolicy-routing watch (re-apply)', directory=str(tmp_path), timeout=30,
+                        stop=lambda: time.monotonic() - start > 0.2):
+            pytest.fail('ran without the lock')
+    assert time.monotonic() - start < 5
+    assert re.match(r'stopped while waiting for the lock held by pid %d, ip_rule module, since \d\d:\d\d:\d\d; '
+                    r'nothing was changed$' % other.pid, str(caught.value)), str(caught.value)
