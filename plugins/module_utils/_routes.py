@@ -73,7 +73,7 @@ LOCAL_TABLE = 255
 MAX_METRIC = 4294967295
 
 NEXTHOP_OPTIONS = dict(
-    gateway=dict(type='str', required=True),
+    gateway=dict(type='str'),
     dev=dict(type='str'),
     weight=dict(type='int', default=1),
 )
@@ -201,6 +201,13 @@ def _proto_number(name):
     return PROTOS[name] if name in PROTOS else int(name)
 
 
+def _hop_order(hop):
+    """A multipath route's nexthops (gateway, dev, weight) in one order, wherever they come
+    from; a nexthop may lack its gateway (a point-to-point link) or its dev."""
+    gateway, dev, weight = hop
+    return (gateway or '', dev or '', weight)
+
+
 def default_scope(route):
     if route['family'] == 'ipv6':
         return 'global'
@@ -270,8 +277,8 @@ def parse_route_text(text, field):
                     fail('%r after a nexthop (route words come before the first nexthop)' % words[position])
                 else:
                     position = _take_value(hop, NEXTHOP_WORDS, words, position, fail, where)
-            if 'gateway' not in hop:
-                fail('no via%s' % where)
+            if 'gateway' not in hop and 'dev' not in hop:
+                fail('no via or dev%s' % where)
             hops.append(hop)
             hop_onlink.append(onlink)
         elif word == 'onlink':
@@ -357,9 +364,15 @@ def normalize_route(spec, field, table, interfaces, family=None, addresses=None,
         hops = []
         for index, hop in enumerate(spec['nexthops']):
             hop_field = '%s.nexthops[%d]' % (field, index)
-            hop_family, hop_gateway = addresses.address(hop.get('gateway'), hop_field + '.gateway')
-            note_family('nexthops[%d].gateway' % index, hop_family)
-            hop_dev = hop.get('dev')
+            hop_gateway, hop_dev = hop.get('gateway'), hop.get('dev')
+            if hop_gateway is None and hop_dev is None:
+                raise InputError(hop_field, 'a nexthop needs a gateway, a dev or both')
+            if hop_gateway is not None:
+                hop_family, hop_gateway = addresses.address(hop_gateway, hop_field + '.gateway')
+                note_family('nexthops[%d].gateway' % index, hop_family)
+            elif spec.get('onlink'):
+                # (the kernel: "Nexthop has invalid gateway")
+                raise InputError(hop_field + '.gateway', 'onlink is for nexthops with a gateway')
             if hop_dev is not None and hop_dev not in interfaces:
                 raise InputError(hop_field + '.dev', 'no interface %r in this network namespace' % hop_dev)
             weight = 1 if hop.get('weight') is None else hop['weight']
@@ -368,7 +381,7 @@ def normalize_route(spec, field, table, interfaces, family=None, addresses=None,
             hops.append((hop_gateway, hop_dev, weight))
         if len(set(hop[:2] for hop in hops)) != len(hops):
             raise InputError(field + '.nexthops', 'the same nexthop is listed twice')
-        nexthops = tuple(sorted(hops, key=lambda hop: (hop[0], hop[1] or '', hop[2])))
+        nexthops = tuple(sorted(hops, key=_hop_order))
 
     if len(families) > 1:
         (first, first_field), (second, second_field) = sorted(families.items(), key=lambda kv: kv[1])[:2]
@@ -379,6 +392,12 @@ def normalize_route(spec, field, table, interfaces, family=None, addresses=None,
         raise InputError(field + '.family', 'family %s does not match %s, which is %s'
                          % (given, families[inferred], inferred))
     route_family = inferred or given or 'ipv4'
+    if nexthops is not None and route_family == 'ipv6':
+        for index, hop in enumerate(spec['nexthops']):
+            if hop.get('gateway') is None:
+                raise InputError('%s.nexthops[%d].gateway' % (field, index),
+                                 'required for IPv6 (the kernel takes no nexthop without a gateway in an IPv6 '
+                                 'multipath route)')
 
     if route_type == 'unicast':
         if gateway is None and dev is None and nexthops is None and not absent:
@@ -542,7 +561,7 @@ def from_netlink(raw, names):
         hops = raw['multipath']
         onlink = all(hop['flags'] & RTNH_F_ONLINK for hop in hops)
         nexthops = tuple(sorted(((_canonical(family, hop['gateway']), names.get(hop['oif']), hop['weight'])
-                                 for hop in hops), key=lambda hop: (hop[0] or '', hop[1] or '', hop[2])))
+                                 for hop in hops), key=_hop_order))
     scope = SCOPE_NAMES.get(raw['scope'], str(raw['scope'])) if family == 'ipv4' else 'global'
     return {'family': family, 'table': raw['table'], 'dest': dest, 'tos': raw['tos'],
             'metric': raw['priority'] if raw['priority'] or family == 'ipv4' else DEFAULT_METRIC[family],
@@ -632,7 +651,9 @@ def _spec_words(route, label):
             parts.append('onlink')
     else:
         for gateway, dev, weight in route['nexthops']:
-            parts.extend(('nexthop', 'via', gateway))
+            parts.append('nexthop')
+            if gateway:
+                parts.extend(('via', gateway))
             if dev:
                 parts.extend(('dev', dev))
             parts.extend(('weight', str(weight)))
@@ -1037,7 +1058,7 @@ def complete(route, have):
         devs = dict(((gateway, weight), dev) for gateway, dev, weight in have['nexthops'])
         hops = [(gateway, dev if dev is not None else devs.get((gateway, weight)), weight)
                 for gateway, dev, weight in route['nexthops']]
-        route = dict(route, nexthops=tuple(sorted(hops, key=lambda hop: (hop[0], hop[1] or '', hop[2]))))
+        route = dict(route, nexthops=tuple(sorted(hops, key=_hop_order)))
     return route
 
 

@@ -53,7 +53,8 @@ options:
       - 'The words of a string, in this order (brackets mark what may be left out, the words between
         DEST and the first C(nexthop) in any order):
         C([ipv4|ipv6] [TYPE] DEST [via GATEWAY] [dev DEV] [src SRC] [metric METRIC] [proto PROTO]
-        [scope SCOPE] [onlink] [nexthop via GATEWAY [dev DEV] [weight WEIGHT] [onlink]]...).
+        [scope SCOPE] [onlink] [nexthop [via GATEWAY] [dev DEV] [weight WEIGHT] [onlink]]...),
+        each nexthop with C(via), C(dev) or both.
         Each one gives the option of the same name (C(via) gives O(routes[].gateway), C(ipv4) or
         C(ipv6) gives O(routes[].family), TYPE one of the choices of O(routes[].type)), with the same
         meaning, defaults and checks as in a mapping. C(onlink) is given after every nexthop or after none.
@@ -136,12 +137,16 @@ options:
         suboptions:
           gateway:
             description:
-              - The next hop address.
+              - The next hop address. Left out for a point-to-point interface (ppp, a tunnel), as in
+                C(nexthop dev ppp0); then O(routes[].nexthops[].dev) is required and
+                O(routes[].onlink) cannot be set. IPv4 only, as the kernel takes no IPv6 multipath
+                nexthop without a gateway.
+              - The kernel deletes a multipath route whole when the interface of one of its nexthops
+                goes away (a ppp link that reconnects), not only that nexthop.
             type: str
-            required: true
           dev:
             description:
-              - The interface of this nexthop.
+              - The interface of this nexthop. Required without O(routes[].nexthops[].gateway).
             type: str
           weight:
             description:
@@ -277,6 +282,12 @@ EXAMPLES = r'''
         nexthops:
           - {gateway: 198.51.100.1, dev: wan1, weight: 2}
           - {gateway: 203.0.113.1, dev: wan2, weight: 1}
+
+- name: Multipath default route over two point-to-point links (no gateway)
+  netpolicy.routing.route_table:
+    table: main
+    routes:
+      - default nexthop dev ppp0 weight 1 nexthop dev ppp1 weight 1
 
 - name: Two uplink tables in one task, IPv4 and IPv6, nothing else in them
   netpolicy.routing.route_table:

@@ -14,7 +14,7 @@ from tests.helpers.modules import MODULES, run_module
 INTERFACES = {
     'eth0': '192.168.1.10/24', 'eth1': '198.51.100.2/24', 'eth2': '192.0.2.2/24',
     'eth4': '203.0.113.12/24', 'wan1': '198.51.100.3/24', 'wan2': '203.0.113.2/24',
-    'ppp0': '192.0.2.74/24', 'lan0': '192.168.2.1/24',
+    'ppp0': '192.0.2.74/24', 'ppp1': '100.64.9.2/24', 'lan0': '192.168.2.1/24',
 }
 RT_TABLES = '255\tlocal\n254\tmain\n253\tdefault\n0\tunspec\n7375\tsunusroute\n101\tisp1\n102\tisp2\n'
 

@@ -324,6 +324,24 @@ def test_multipath_weights_ipv4_ipv6(netns):
     assert not route_table(ns, table='103', routes=reweighted)['changed']
 
 
+def test_multipath_over_point_to_point_links(netns):
+    """Nexthops without a gateway (ppp, tunnels), as a mapping and in words (IPv4: the kernel
+    takes none in an IPv6 multipath route)."""
+    ns = lab(netns)
+    routes = [{'dest': 'default', 'nexthops': [{'dev': 'wan1'}, {'dev': 'wan2', 'weight': 2}]},
+              '192.0.2.0/24 nexthop dev wan1 nexthop via 203.0.113.1 dev wan2 weight 3']
+    check = route_table(ns, table='104', routes=routes, check=True)
+    real = route_table(ns, table='104', routes=routes)
+    assert check['commands'] == real['commands'] == [
+        'ip route add default table 104 nexthop dev wan1 weight 1 nexthop dev wan2 weight 2',
+        'ip route add 192.0.2.0/24 table 104 nexthop dev wan1 weight 1 nexthop via 203.0.113.1 dev wan2 weight 3'], real
+    v4 = ' '.join(show_full(ns, 104))
+    assert 'nexthop dev wan1 weight 1' in v4 and 'nexthop dev wan2 weight 2' in v4, v4
+    assert 'nexthop via 203.0.113.1 dev wan2 weight 3' in v4, v4
+    assert not route_table(ns, table='104', routes=routes)['changed']
+    assert not route_table(ns, table='104', routes=routes, check=True)['changed']
+
+
 def test_every_type_onlink_src_scope(netns):
     ns = lab(netns)
     routes = [

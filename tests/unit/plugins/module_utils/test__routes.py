@@ -70,6 +70,13 @@ def test_normalize_route(spec, expected):
      "routes[0].nexthops[1].dev: no interface 'x'"),
     (dict(dest='default', nexthops=[{'gateway': '198.51.100.1'}, {'gateway': '2001:db8::1'}]),
      'routes[0]: mixed address families'),
+    (dict(dest='default', nexthops=[{'dev': 'wan1'}, {'weight': 2}]),
+     'routes[0].nexthops[1]: a nexthop needs a gateway, a dev or both'),
+    (dict(dest='default', nexthops=[{'dev': 'wan1'}, {'dev': 'wan1'}]), 'routes[0].nexthops: the same nexthop is listed'),
+    (dict(dest='default', nexthops=[{'gateway': '2001:db8:1::1'}, {'dev': 'wan2'}]),
+     'routes[0].nexthops[1].gateway: required for IPv6'),
+    (dict(dest='default', nexthops=[{'dev': 'wan1'}, {'gateway': '203.0.113.1', 'dev': 'wan2'}], onlink=True),
+     'routes[0].nexthops[0].gateway: onlink is for nexthops with a gateway'),
     # What the kernel refuses whatever the namespace holds.
     (dict(dest='10.2.0.0/16', gateway='198.51.100.1', dev='wan1', scope='host'),
      'routes[0].scope: a route with a gateway cannot have scope host'),
@@ -487,7 +494,7 @@ def test_parse_route_text(text, expected):
     ('default dev wan1 table 100', "'table' is not a word of a route here"),
     ('default dev wan1 weight 2', "unknown word 'weight'"),
     ('default blackhole', "unknown word 'blackhole'"),
-    ('default nexthop dev wan1 nexthop via 203.0.113.1', 'no via (nexthop 1)'),
+    ('default nexthop weight 2 nexthop via 203.0.113.1', 'no via or dev (nexthop 1)'),
     ('default nexthop via 198.51.100.1 nexthop via 203.0.113.1 weight x', "'weight' needs a number, got 'x' (nexthop 2)"),
     ('default nexthop via 198.51.100.1 src 198.51.100.2', "'src' after a nexthop (route words come before"),
     ('default nexthop via 198.51.100.1 bogus', "unknown word 'bogus' (nexthop 1)"),
@@ -517,6 +524,9 @@ def test_a_whole_file_on_one_line_is_not_quoted_whole():
 
 
 @pytest.mark.parametrize('spec', ROUND_TRIP + [
+    # point-to-point links: nexthops without a gateway, alone or beside one with
+    dict(dest='default', nexthops=[{'dev': 'wan1'}, {'dev': 'wan2', 'weight': 2}]),
+    dict(dest='default', nexthops=[{'dev': 'wan2'}, {'gateway': '198.51.100.1', 'dev': 'wan1'}]),
     dict(dest='default', type='unreachable', family='ipv6'),
     dict(dest='192.0.2.0/24', dev='wan1', scope='global'),
     dict(dest='192.0.2.7', dev='wan1', proto='77'),
@@ -535,8 +545,8 @@ def test_commands_read_back_as_strings(spec):
     ({'gateway': '198.51.100.1'}, 'routes[2].dest: required'),
     ({'dest': 'default', 'dev': 'wan1', 'metric': 'ten'}, "routes[2].metric: expected int, got 'ten'"),
     ({'dest': 'default', 'type': 'local'}, "routes[2].type: one of blackhole, prohibit, throw, unicast, unreachable"),
-    ({'dest': 'default', 'nexthops': [{'gateway': '198.51.100.1'}, {'dev': 'wan2'}]},
-     'routes[2].nexthops[1].gateway: required'),
+    ({'dest': 'default', 'nexthops': [{'gateway': '198.51.100.1'}, {'dev': 'wan2', 'weight': 'two'}]},
+     "routes[2].nexthops[1].weight: expected int, got 'two'"),
     (5, 'routes[2]: a route is a mapping of options or a string, got 5'),
     (['default', 'dev', 'wan1'], 'routes[2]: a route is a mapping of options or a string'),
 ])
@@ -749,3 +759,9 @@ def test_a_memo_that_cannot_be_trusted_is_not_used(tmp_path):
     # Readable by others: someone else could have written it.
     os.chmod(str(directory), 0o755)
     assert memo.recall(FakeReads(DUMPS)) is None
+
+
+def test_nexthops_without_a_gateway_in_words():
+    wanted = route(dest='default', nexthops=[{'dev': 'wan2', 'weight': 2}, {'dev': 'wan1'}])
+    assert wanted['nexthops'] == ((None, 'wan1', 1), (None, 'wan2', 2))
+    assert spec_text(wanted, None) == 'default nexthop dev wan1 weight 1 nexthop dev wan2 weight 2'

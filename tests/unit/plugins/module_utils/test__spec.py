@@ -235,8 +235,8 @@ def test_the_params_given_are_not_changed(spec):
     (ROUTE_TABLE_SPEC, {'tables': [{'routes': []}]}, 'tables[0].table', 'required'),
     (ROUTES_CHECKED, {'tables': [{'table': '1', 'routes': [{'dest': 'default'}, {'dev': 'wan1'}]}]},
      'tables[0].routes[1].dest', 'required'),
-    (ROUTES_CHECKED, {'table': '1', 'routes': [{'dest': 'default', 'nexthops': [{'dev': 'wan1'}]}]},
-     'routes[0].nexthops[0].gateway', 'required'),
+    (ROUTES_CHECKED, {'table': '1', 'routes': [{'dest': 'default', 'nexthops': [{'weight': 'two'}]}]},
+     'routes[0].nexthops[0].weight', 'expected int'),
     (RT_TABLES_SPEC, {'entries': [{'id': 7}]}, 'entries[0].name', 'required'),
 ])
 def test_bad_input_is_refused_naming_the_field(spec, params, field, message):
