@@ -18,6 +18,7 @@ import re
 
 from ansible_collections.netpolicy.routing.plugins.plugin_utils._role_input import (
     IPV4, MANAGED, RoleInput, host_bits_error, is_integer, is_list, is_table_id, or_default, to_int, to_str)
+from ansible_collections.netpolicy.routing.plugins.plugin_utils._split_access import KEEP as SPLIT_ACCESS_KEEP
 
 ROLE = 'source_routing'
 VARIABLE = 'source_routing_policies'
@@ -358,12 +359,17 @@ def _prerouting(policies):
 
 
 def _postrouting(policies):
-    """SNAT or masquerade on the uplink of the policy's traffic only: by source (and
-    destination), or for a service policy by its connection mark."""
+    """The first packet of each connection of a policy, on its uplink: the conntrack mark of
+    split_access's balancing goes, then SNAT or masquerade. Matched by source (and
+    destination), or for a service policy by its connection mark.
+
+    split_access gives every NEW connection from the LAN an uplink in the conntrack mark
+    before routing, also one that a policy then routes by another uplink. Left there, the
+    health monitor's flush of the uplink taken out would reset the policy's connections,
+    which do not use it (split_access marks again by the uplink a connection really leaves
+    by when no policy SNATs it)."""
     rules = []
     for policy in _by_priority(policies):
-        if not policy['snat']:
-            continue
         for family in policy['families']:
             words = ['oifname "%s"' % policy['interface']]
             if policy['protocol']:
@@ -371,9 +377,10 @@ def _postrouting(policies):
                           'ct mark & %s == %s' % (_hex(MARK_MASK), _hex(policy['mark'] * 256))]
             else:
                 words += _addresses(policy, family)
+            words.append('ct mark set ct mark & %s' % _hex(SPLIT_ACCESS_KEEP))
             if policy['snat'] == 'masquerade':
                 words.append('masquerade')
-            else:
+            elif policy['snat']:
                 words.append('snat %s to %s' % ('ip6' if family == 'ipv6' else 'ip', policy['snat']))
             rules.append(' '.join(words))
     return rules

@@ -7,6 +7,7 @@ so the pinned host's replies, which arrive on wan2 while the main table routes
 the server by wan1, only get through because the role made wan2 loose.
 """
 import os
+import re
 
 import pytest
 
@@ -169,3 +170,15 @@ def test_policies_and_split_access_share_the_uplinks(lab):
     assert uplinks(lab, 'lanserver', SERVER, 80, count=3) == {'isp3'}
     assert lab.connect('client1', SERVER, 80, count=3) == ['192.0.2.74'] * 3
     assert lab.spoofed_drops('isp1') == 0 and lab.spoofed_drops('isp2') == 0
+
+    # A policy's connection keeps no split_access balancing mark (byte 0xff), so the health
+    # monitor's flush of an uplink it does not use (conntrack -D --mark N/0xff) leaves it
+    # alone; a balanced connection keeps its uplink's mark.
+    with lab.hold('client1', SERVER, 443) as pinned, lab.hold('client2', SERVER, 443) as balanced:
+        marks = {}
+        for line in lab.run('router', 'conntrack', '-L', '-p', 'tcp', '--dport', '443').stdout.splitlines():
+            source = re.search(r'src=(\S+)', line).group(1)
+            marks[source] = int(re.search(r'mark=(\d+)', line).group(1))
+        assert marks['192.168.1.10'] & 0xff == 0, marks
+        assert marks['192.168.1.11'] & 0xff in (1, 2), marks
+        assert pinned.alive() and balanced.alive()

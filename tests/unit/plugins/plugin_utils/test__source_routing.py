@@ -52,7 +52,7 @@ def test_seed001_host_policy():
     assert found['ip_rule'] == {'purge_priorities': '1000-1999', 'rules': [
         {'priority': 1000, 'table': '201', 'family': 'ipv4', 'from': '192.168.1.169'}]}
     assert nft_rules([MACBOOK], 'prerouting') == []
-    assert nft_rules([MACBOOK], 'postrouting') == ['oifname "wan2" ip saddr { 192.168.1.169 } snat ip to 192.0.2.74']
+    assert nft_rules([MACBOOK], 'postrouting') == ['oifname "wan2" ip saddr { 192.168.1.169 } ct mark set ct mark & 0xffffff00 snat ip to 192.0.2.74']
     assert found['sysctl'] == {'file': '/etc/sysctl.d/60-netpolicy-source_routing.conf',
                                'values': {'net.ipv4.conf.wan2.rp_filter': 2}}
 
@@ -65,7 +65,7 @@ def test_seed003_service_policy_is_routed_by_connection_mark():
         ' ct mark set ct mark & 0xffff00ff | 0x00000200',
         'ct direction original ct mark & 0x0000ff00 == 0x00000200 meta mark set meta mark & 0xffff00ff | 0x00000200']
     assert nft_rules(policies, 'postrouting')[1] == \
-        'oifname "wan3" meta nfproto ipv4 ct mark & 0x0000ff00 == 0x00000200 masquerade'
+        'oifname "wan3" meta nfproto ipv4 ct mark & 0x0000ff00 == 0x00000200 ct mark set ct mark & 0xffffff00 masquerade'
 
 
 def test_the_whole_state_of_seeds_001_and_003():
@@ -114,8 +114,8 @@ def test_the_whole_state_of_seeds_001_and_003():
                    '\t# connection gives it its source address, and a policy\'s is the more specific.\n'
                    '\tchain postrouting {\n'
                    '\t\ttype nat hook postrouting priority srcnat - 1; policy accept;\n'
-                   '\t\toifname "wan2" ip saddr { 192.168.1.169 } snat ip to 192.0.2.74\n'
-                   '\t\toifname "wan3" meta nfproto ipv4 ct mark & 0x0000ff00 == 0x00000200 masquerade\n'
+                   '\t\toifname "wan2" ip saddr { 192.168.1.169 } ct mark set ct mark & 0xffffff00 snat ip to 192.0.2.74\n'
+                   '\t\toifname "wan3" meta nfproto ipv4 ct mark & 0x0000ff00 == 0x00000200 ct mark set ct mark & 0xffffff00 masquerade\n'
                    '\t}\n'
                    '}\n'}
     json.dumps(found.state)  # what is saved for the agent
@@ -138,7 +138,10 @@ def test_point_to_point_mixed_families_without_nat():
     assert rules([policy]) == [
         {'priority': 1000, 'table': '201', 'family': 'ipv4', 'from': '192.168.1.10'},
         {'priority': 1000, 'table': '201', 'family': 'ipv6', 'from': '2001:db8:1:1::10'}]
-    assert nft_rules([policy], 'postrouting') == []
+    # no NAT: only split_access's balancing mark goes (see test_a_policy_takes_its_connections_out_of_balancing)
+    assert nft_rules([policy], 'postrouting') == [
+        'oifname "eth0.2" ip saddr { 192.168.1.10 } ct mark set ct mark & 0xffffff00',
+        'oifname "eth0.2" ip6 saddr { 2001:db8:1:1::10 } ct mark set ct mark & 0xffffff00']
     # a dot in an interface name is a slash in a sysctl key
     assert rp_filter_keys([policy]) == ['net.ipv4.conf.eth0/2.rp_filter']
 
@@ -150,7 +153,7 @@ def test_a_rule_per_source_and_destination_of_its_family():
         ('192.168.1.11', '203.0.113.0/24'), ('192.168.1.11', '198.51.100.7')]
     assert nft_rules([policy], 'postrouting') == [
         'oifname "wan2" ip saddr { 192.168.1.10, 192.168.1.11 } ip daddr { 203.0.113.0/24, 198.51.100.7 }'
-        ' snat ip to 192.0.2.74']
+        ' ct mark set ct mark & 0xffffff00 snat ip to 192.0.2.74']
 
 
 def test_service_policy_without_ports_and_ipv6():
@@ -165,8 +168,8 @@ def test_service_policy_without_ports_and_ipv6():
         ' ct mark set ct mark & 0xffff00ff | 0x00000700',
         'ct direction original ct mark & 0x0000ff00 == 0x00000700 meta mark set meta mark & 0xffff00ff | 0x00000700']
     assert nft_rules([policy], 'postrouting') == [
-        'oifname "ppp0" meta nfproto ipv4 ct mark & 0x0000ff00 == 0x00000700 masquerade',
-        'oifname "ppp0" meta nfproto ipv6 ct mark & 0x0000ff00 == 0x00000700 masquerade']
+        'oifname "ppp0" meta nfproto ipv4 ct mark & 0x0000ff00 == 0x00000700 ct mark set ct mark & 0xffffff00 masquerade',
+        'oifname "ppp0" meta nfproto ipv6 ct mark & 0x0000ff00 == 0x00000700 ct mark set ct mark & 0xffffff00 masquerade']
 
 
 def test_explicit_priorities_order_the_marks():
