@@ -726,6 +726,9 @@ class Uplinks:
         self.state = None
         self.hooks = []
         self.published_at = 0.0
+        # {name: when}: uplinks out because their interface went down, whose connections
+        # are deleted only if they are still out then (see link)
+        self.unflushed = {}
 
     def update(self, states):
         """Start, restart or stop the monitor as the saved split_access state says."""
@@ -749,7 +752,10 @@ class Uplinks:
         return self.monitor.out() if self.monitor else set()
 
     def deadline(self):
-        return self.monitor.deadline() if self.monitor else None
+        deadlines = list(self.unflushed.values())
+        if self.monitor and self.monitor.deadline() is not None:
+            deadlines.append(self.monitor.deadline())
+        return min(deadlines) if deadlines else None
 
     def wait_on(self):
         return self.monitor.wait_on() if self.monitor else ([], [])
@@ -759,11 +765,36 @@ class Uplinks:
             self.monitor.ready(sock, now)
 
     def link(self, ifname, up, now):
-        return self.monitor.link(ifname, up, now) if self.monitor else []
+        """An interface went down or up: [(name, 'out'|'in')].
+
+        An uplink whose interface goes down is out at once (no new connection is given to
+        it), but its connections are deleted only if the link is still down after the time
+        its ``down`` failed rounds would take: a carrier blip must not reset every
+        connection of the uplink, which go on as they were once the link is back (the
+        uplink itself is back in after its ``up`` good rounds)."""
+        if not self.monitor:
+            return []
+        changes = self.monitor.link(ifname, up, now)
+        for name, change in changes:
+            if change == 'out':
+                self.unflushed[name] = now + self.monitor.health[name].down * self.monitor.interval
+        if up:
+            for name in list(self.unflushed):
+                if self.monitor.health[name].interface == ifname:
+                    del self.unflushed[name]
+        return changes
 
     def tick(self, now):
         self.reap_hooks(now)
-        return self.monitor.tick(now) if self.monitor else []
+        changes = self.monitor.tick(now) if self.monitor else []
+        out = self.out()
+        for name, when in list(self.unflushed.items()):
+            if name not in out:
+                del self.unflushed[name]
+            elif now >= when:
+                del self.unflushed[name]
+                self.flush(name, out)
+        return changes
 
     def acted(self, changes, errors):
         """After the state was applied for ``changes``: log, flush the dead uplinks' connections, hooks.
@@ -776,22 +807,39 @@ class Uplinks:
             for name, change in changes:
                 self.log('%s: could not %s: %s' % (name, 'take it out' if change == 'out' else 'take it back in',
                                                    '; '.join(errors)))
+                self.unflushed.pop(name, None)
             self.publish(time.monotonic(), force=True)
             return
-        marks = dict((uplink['name'], uplink['mark']) for uplink in self.state.get('uplinks') or [])
         out = self.out()
         for name, change in changes:
-            self.log('%s: %s' % (name, 'out: no new connections, not in the default route' if change == 'out'
-                                 else 'back in'))
-            if change == 'out' and name in marks and len(out) < len(marks):
-                try:
-                    self.log('%s: %s' % (name, _monitor.flush_conntrack(marks[name], _monitor.SPLIT_ACCESS_MASK)))
-                except OSError as exc:
-                    self.log('error: %s: %s' % (name, exc))
+            if change == 'out' and name in self.unflushed:
+                self.log('%s: out: no new connections, not in the default route; its connections are deleted '
+                         'if its link is still down in %.1f s' % (name, self.unflushed[name] - time.monotonic()))
+            elif change == 'out':
+                self.log('%s: out: no new connections, not in the default route' % name)
+                self.flush(name, out)
+            else:
+                self.log('%s: back in' % name)
+                self.unflushed.pop(name, None)
             self.run_hooks(name, change)
+        marks = self.marks()
         if marks and len(out) == len(marks):
             self.log('every uplink is out: keeping the last configuration')
         self.publish(time.monotonic(), force=True)
+
+    def marks(self):
+        return dict((uplink['name'], uplink['mark']) for uplink in self.state.get('uplinks') or [])
+
+    def flush(self, name, out):
+        """Delete the conntrack entries of the uplink ``name`` (taken out): its clients
+        reconnect by a live uplink. Not when every uplink is out (nothing to move to)."""
+        marks = self.marks()
+        if name not in marks or len(out) >= len(marks):
+            return
+        try:
+            self.log('%s: %s' % (name, _monitor.flush_conntrack(marks[name], _monitor.SPLIT_ACCESS_MASK)))
+        except OSError as exc:
+            self.log('error: %s: %s' % (name, exc))
 
     def reap_hooks(self, now):
         """Forget the hooks that ended; kill those running longer than HOOK_TIMEOUT."""
@@ -838,6 +886,7 @@ class Uplinks:
             _monitor.withdraw()
         self.monitor = None
         self.settings = None
+        self.unflushed = {}
 
 
 def _log_report(report, log):

@@ -8,7 +8,8 @@ Each uplink is probed through itself (its interface, its mark, so policy
 routing sends the probe by its table) every ``interval`` seconds, to each of
 its targets; a round is good when one target answers within the timeout.
 ``down`` failed rounds in a row take an uplink out, ``up`` good rounds bring it
-back; an interface that goes down is out at once.
+back; an interface that goes down is out at once (its connections are deleted
+only if the link stays down as long as ``down`` rounds take: see _agent.Uplinks.link).
 
 An uplink that is out gets no new connection (the nftables chain ``balance``
 gets a rule over the live uplinks), leaves the router's multipath default, and

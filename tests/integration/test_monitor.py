@@ -90,6 +90,21 @@ def test_one_isp_dies_upstream_and_comes_back(lab_factory):
                          r'rtt [\d.]+ ms', status.stdout), status.stdout
         assert 'split_access: in sync with the kernel' in status.stdout
         wait_for(lambda: hook_was_told(told) == ['isp2 out', 'isp2 in'], 2)
+
+        # A carrier blip of wan2: out at once, back once its probes answer again; the
+        # connections it carries are not deleted, and go on.
+        blip = [held_connections.enter_context(lab.hold('client1', SERVER, 80)) for dummy in range(3)]
+        on_isp2 = [conn for conn in blip if lab.uplink_of(peer_text(conn.seen)) == 'isp2']
+        assert len(on_isp2) == 1, [conn.seen for conn in blip]
+        lines = len(watch.lines)
+        lab.ip('router', 'link', 'set', 'wan2', 'down')
+        wait_for(lambda: watch.saw(r'^isp2: out: .*its connections are deleted if its link is still down in 1\.\d s$'),
+                 2)
+        time.sleep(0.3)
+        lab.ip('router', 'link', 'set', 'wan2', 'up')
+        wait_for(lambda: any(line == 'isp2: back in' for line in watch.lines[lines:]), 5)
+        assert not [line for line in watch.lines[lines:] if 'conntrack -D' in line], watch.lines[lines:]
+        assert on_isp2[0].alive(timeout=2.0)
     finally:
         held_connections.close()
         watch.stop()

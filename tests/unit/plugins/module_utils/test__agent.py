@@ -14,6 +14,7 @@ import os
 import socket
 import struct
 import time
+from unittest import mock
 
 import pytest
 
@@ -1003,3 +1004,54 @@ def test_a_partial_apply_reports_only_its_own_files_problems(tmp_path, monkeypat
     report = agent.Report()
     agent.apply_all(str(tmp_path), report, out=set())
     assert len(report.errors) == 2
+
+
+class FakeMonitor:
+    """What Uplinks asks of the monitor: isp2's interface goes down, then maybe up."""
+
+    interval = 0.5
+
+    def __init__(self):
+        self.health = {'isp1': mock.Mock(down=3, interface='wan1'), 'isp2': mock.Mock(down=3, interface='wan2')}
+        self.taken_out = set()
+
+    def link(self, ifname, up, now):
+        # down: out at once; up: back in only after good probe rounds (none here)
+        if up:
+            return []
+        self.taken_out.add('isp2')
+        return [('isp2', 'out')]
+
+    def tick(self, now):
+        return []
+
+    def out(self):
+        return set(self.taken_out)
+
+    def deadline(self):
+        return None
+
+
+def test_a_link_down_deletes_the_connections_only_if_it_stays_down(acting):
+    uplinks, logged, flushed = acting
+    uplinks.monitor = FakeMonitor()
+    uplinks.publish = lambda now, force=False: None  # not to this host's /run
+    start = time.monotonic()
+    uplinks.acted(uplinks.link('wan2', False, start), [])
+    assert flushed == [] and logged[0].startswith('isp2: out: no new connections, not in the default route; '
+                                                  'its connections are deleted if its link is still down in 1.')
+    assert logged[1] == 'hooks: isp2 out'
+    assert uplinks.deadline() == start + 1.5
+    uplinks.tick(start + 1.4)
+    assert flushed == []
+    uplinks.tick(start + 1.5)
+    assert flushed == [2] and uplinks.deadline() is None
+
+    # a blip: the link back before the time is up (the uplink still out, waiting for
+    # good rounds): its connections are kept
+    del flushed[:]
+    uplinks.acted(uplinks.link('wan2', False, start + 10), [])
+    uplinks.acted(uplinks.link('wan2', True, start + 10.3), [])
+    uplinks.tick(start + 20)
+    assert flushed == [] and uplinks.deadline() is None and uplinks.out() == {'isp2'}
+    uplinks.monitor = None  # (the fixture's uplinks has no real monitor to close)
