@@ -727,7 +727,7 @@ class Uplinks:
         self.hooks = []
         self.published_at = 0.0
         # {name: when}: uplinks out because their interface went down, whose connections
-        # are deleted only if they are still out then (see link)
+        # are deleted then unless the link came back first (see link)
         self.unflushed = {}
 
     def update(self, states):
@@ -753,8 +753,9 @@ class Uplinks:
 
     def deadline(self):
         deadlines = list(self.unflushed.values())
-        if self.monitor and self.monitor.deadline() is not None:
-            deadlines.append(self.monitor.deadline())
+        monitor_deadline = self.monitor.deadline() if self.monitor else None
+        if monitor_deadline is not None:
+            deadlines.append(monitor_deadline)
         return min(deadlines) if deadlines else None
 
     def wait_on(self):

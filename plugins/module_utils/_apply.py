@@ -753,9 +753,9 @@ class Change:
                     gone.add(source[key])
         commands, before, after = [], [], []
         for qualified in sorted(gone_tables):
-            if diff:
-                before.append(_nft_listing(qualified))
-            commands.extend(_delete_nft_table(qualified, check_mode))
+            deleted, listing = _delete_nft_table(qualified, check_mode)
+            commands.extend(deleted)
+            before.append(listing)
         for path in sorted(gone_files):
             commands.extend(_install.put_file(self.local(path), None, 0o600, check_mode))
         if wanted:
@@ -807,25 +807,19 @@ class Change:
         return {'changed': bool(commands), 'commands': commands}
 
 
-def _nft_listing(qualified):
-    """The live listing of nftables table ``qualified`` ('inet NAME'), '' when there is none."""
-    family, dummy, table = qualified.partition(' ')
-    backend = NftBackend()
-    if family != 'inet' or backend.nft is None:
-        return ''
-    return backend.read_table(table) or ''
-
-
 def _delete_nft_table(qualified, check_mode):
+    """Delete nftables table ``qualified`` ('inet NAME') when it is there: (the commands, its
+    listing as it was, '' when there was none: the before of a diff)."""
     family, dummy, table = qualified.partition(' ')
     backend = NftBackend()
-    if family != 'inet' or backend.nft is None or backend.read_table(table) is None:
-        return []
+    listing = backend.read_table(table) if family == 'inet' and backend.nft is not None else None
+    if listing is None:
+        return [], ''
     if not check_mode:
         rc, out, err = run_tool([backend.nft, 'delete', 'table', family, table])
         if rc != 0:
             raise EngineError('nft delete table %s failed: %s' % (qualified, err.strip()))
-    return ['nft delete table %s' % qualified]
+    return ['nft delete table %s' % qualified], listing
 
 
 def _module(change_function, spec, params, netns=None):

@@ -1132,6 +1132,10 @@ def check_sources(plan, targets, local):
                     raise InputError(field + '.src', problem)
 
 
+# The refusal of a src that no interface of the namespace has.
+_NOT_LOCAL = '%s is not a local address of this network namespace (the kernel takes as src only an address of the host)'
+
+
 class LocalAddresses:
     """Whether the kernel takes an address as the src of a route; what that takes is read
     once, when first asked (IPv4: one dump of table local; IPv6: one of the addresses).
@@ -1189,8 +1193,7 @@ class LocalAddresses:
         matches = [(network.prefixlen, route_type) for network, route_type in self.local_routes if address in network]
         if matches and max(matches)[1] == self.LOCAL_TYPE:
             return None
-        return ('%s is not a local address of this network namespace (the kernel takes as src only an address '
-                'of the host)' % src)
+        return _NOT_LOCAL % src
 
     def _ipv6_refusal(self, src, devs):
         if self.addresses is None:
@@ -1200,8 +1203,7 @@ class LocalAddresses:
         found = [address for address in self.addresses
                  if ipaddress.ip_address(address['address'].split('/')[0]) == wanted]
         if not found:
-            return ('%s is not a local address of this network namespace (the kernel takes as src only an address '
-                    'of the host)' % src)
+            return _NOT_LOCAL % src
         ready = [address for address in found if not address['flags'] & self.TENTATIVE]
         if not ready:
             return ('%s is tentative on %s: the kernel takes it as src only once its duplicate address detection '

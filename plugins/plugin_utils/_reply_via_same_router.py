@@ -151,10 +151,10 @@ def _exclude_sources_errors(at, sources):
         return ['%s.exclude_sources: not a list' % at]
     errors = []
     for index, source in enumerate(sources):
-        if not _prefix_family(source):
-            errors.append('%s.exclude_sources[%d]: not an IP address or prefix: %r' % (at, index, source))
-        elif host_bits_error(source):
-            errors.append('%s.exclude_sources[%d]: %s' % (at, index, host_bits_error(source)))
+        problem = ('not an IP address or prefix: %r' % (source,) if not _prefix_family(source)
+                   else host_bits_error(source))
+        if problem:
+            errors.append('%s.exclude_sources[%d]: %s' % (at, index, problem))
     return errors
 
 

@@ -214,8 +214,10 @@ def _address_errors(policy):
         for index, value in enumerate(policy[field]):
             if not PREFIX_RE.fullmatch(value):
                 errors.append('%s.%s[%d]: not an IP address or prefix: %r' % (policy['label'], field, index, value))
-            elif host_bits_error(value):
-                errors.append('%s.%s[%d]: %s' % (policy['label'], field, index, host_bits_error(value)))
+                continue
+            problem = host_bits_error(value)
+            if problem:
+                errors.append('%s.%s[%d]: %s' % (policy['label'], field, index, problem))
             elif field == 'to' and _family(value) not in policy['source_families']:
                 errors.append('%s.to[%d]: %s has no source of its family in from' % (policy['label'], index, value))
     return errors
