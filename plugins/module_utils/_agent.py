@@ -51,7 +51,7 @@ from ansible_collections.netpolicy.routing.plugins.module_utils import _routes
 from ansible_collections.netpolicy.routing.plugins.module_utils import _rt_tables
 from ansible_collections.netpolicy.routing.plugins.module_utils import _rules
 from ansible_collections.netpolicy.routing.plugins.module_utils._connmark import CONNMARK_SPEC, run_tool
-from ansible_collections.netpolicy.routing.plugins.module_utils._nft import NftBackend
+from ansible_collections.netpolicy.routing.plugins.module_utils._nft import NftBackend, table_name
 from ansible_collections.netpolicy.routing.plugins.module_utils._spec import check_params
 
 STATE_DIR = '/etc/netpolicy/routing'
@@ -187,6 +187,41 @@ def tables_of(state):
     tables = [table for table in state.get('route_table', {}).get('tables') or [] if isinstance(table, dict)]
     return ([table['table'] for table in tables if table.get('table') is not None],
             [table['copy_from'] for table in tables if table.get('copy_from') is not None])
+
+
+def priorities_of(state):
+    """[(low, high)] of the rule priorities ``state`` owns: those of its rules and the
+    ranges it purges. Every priority when one of its rules has none (the kernel picks it)."""
+    section = state.get('ip_rule') or {}
+    rules = list(section.get('rules') or []) + list(state.get('address_rules') or [])
+    ranges = []
+    for rule in rules:
+        priority = rule.get('priority') if isinstance(rule, dict) else None
+        if priority is None:
+            return [(0, _rules.U32_MAX)]
+        try:
+            ranges.append((int(priority), int(priority)))
+        except (TypeError, ValueError):
+            pass  # applying the state says what is wrong with it
+    try:
+        ranges.extend(_rules.parse_priorities(section.get('purge_priorities')) or [])
+    except InputError:
+        pass
+    return ranges
+
+
+def nftables_tables_of(state):
+    """{(family, name)} of the nftables tables ``state`` fills: its nftables file's, and
+    connmark_return's (nftables backend; iptables-nft keeps the iptables backend's
+    rules in the mangle tables)."""
+    found = set()
+    qualified = (state.get('nftables') or {}).get('table')
+    if isinstance(qualified, str) and ' ' in qualified:
+        found.add(tuple(qualified.split(' ', 1)))
+    name = (state.get('connmark_return') or {}).get('name')
+    if isinstance(name, str) and name:
+        found.update([('inet', table_name(name)), ('ip', 'mangle'), ('ip6', 'mangle')])
+    return found
 
 
 # ---------------------------------------------------------------- applying one state
@@ -575,10 +610,13 @@ class Signals:
 
 
 class Watcher:
-    """Which events matter: links and addresses of the states' interfaces, routes of their tables."""
+    """Which events matter: links and addresses of the states' interfaces, routes of their
+    tables, their rules, and changes to their nftables tables."""
 
     def __init__(self, states, link_up=None):
         self.interfaces = dict((role, interfaces_of(state)) for role, state in states)
+        self.priorities = dict((role, priorities_of(state)) for role, state in states)
+        self.nftables_tables = dict((role, nftables_tables_of(state)) for role, state in states)
         names = _rt_tables.table_names()
         # A route deleted from a table a state sets, or changed in a table it copies from.
         self.set_tables, self.copied_tables = {}, {}
@@ -597,6 +635,19 @@ class Watcher:
             if event['action'] == 'delete':
                 roles.update(role for role, ids in self.set_tables.items() if event['table'] in ids)
             return roles, None
+        if event['kind'] == 'rule':
+            # Deleted by someone else (`ip rule flush`, another tool's script) or by an
+            # apply of ours: applying again puts it back, or finds nothing to do.
+            if event['action'] != 'delete':
+                return set(), None
+            return set(role for role, ranges in self.priorities.items()
+                       if any(low <= event['priority'] <= high for low, high in ranges)), None
+        if event['kind'] == 'nftables':
+            # `nft flush ruleset` (`systemctl reload nftables` with Debian's nftables.conf),
+            # a table, chain or rule deleted or added by hand: the table is loaded again
+            # when it differs. An apply of ours changes it too; the next finds it equal.
+            table = (event['family'], event['table'])
+            return set(role for role, tables in self.nftables_tables.items() if table in tables), None
         name = event.get('ifname') or ifnames.get(event['ifindex'])
         shown = name or 'interface %d' % event['ifindex']  # already gone
         roles = set(role for role, names in self.interfaces.items() if name is None or name in names)
@@ -639,7 +690,13 @@ def watch(directory, log):
 
 
 def _watch(directory, log):
-    events = _netlink.EventSocket()  # before the first apply: nothing in between is missed
+    # Both before the first apply: nothing in between is missed.
+    events = _netlink.EventSocket()
+    sockets = [events]
+    try:
+        sockets.append(_netlink.NftablesEventSocket())
+    except OSError as exc:
+        log('error: changes to the nftables tables are not watched: %s' % exc)
     uplinks = Uplinks(directory, log)
     try:
         with Signals() as signals:
@@ -659,15 +716,17 @@ def _watch(directory, log):
                 deadlines = [when for when in (deadline, uplinks.deadline(), files_checked + STATE_CHECK)
                              if when is not None]
                 readable, writable = uplinks.wait_on()
-                ready = signals.wait([events] + readable, writable, max(0.0, min(deadlines) - now))
+                ready = signals.wait(sockets + readable, writable, max(0.0, min(deadlines) - now))
                 now = time.monotonic()
                 changes = []
                 for sock in ready[0] + ready[1]:
-                    if sock is not events:
+                    if sock not in sockets:
                         uplinks.ready(sock, now)
                         continue
-                    ifnames = dict((index, name) for name, index in _netlink.interface_map().items())
-                    for event in events.events():
+                    ifnames = {}
+                    if sock is events:
+                        ifnames = dict((index, name) for name, index in _netlink.interface_map().items())
+                    for event in sock.events():
                         roles, line = watcher.affected(event, ifnames)
                         if line:
                             log(line)
@@ -711,7 +770,8 @@ def _watch(directory, log):
         log('stopping (%s)' % exc)
         return EXIT_OK
     finally:
-        events.close()
+        for sock in sockets:
+            sock.close()
         uplinks.close()
 
 

@@ -129,6 +129,9 @@ RTM_GETROUTE = 26
 RTM_GETLINK = 18
 RTM_GETADDR = 22
 RTM_GETRULE = 34
+RTM_NEWRULE = 32
+RTM_DELRULE = 33
+FRA_PRIORITY = 6
 
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
@@ -157,6 +160,21 @@ RTMGRP_IPV4_IFADDR = 0x10
 RTMGRP_IPV4_ROUTE = 0x40
 RTMGRP_IPV6_IFADDR = 0x100
 RTMGRP_IPV6_ROUTE = 0x400
+RTMGRP_IPV4_RULE = 0x80
+RTMGRP_IPV6_RULE = 0x40000   # group 19 (RTNLGRP_IPV6_RULE)
+
+# nftables' change notifications (what `nft monitor` shows), linux/netfilter/nf_tables.h.
+NETLINK_NETFILTER = 12
+NFNLGRP_NFTABLES = 7
+NFNL_SUBSYS_NFTABLES = 10
+# NFT_MSG_* that add or remove a table or something in it (a table, chain, rule, set,
+# set element, object or flowtable; 26-32 are the DESTROY* of kernel 6.3 and later).
+# Attribute 1 of each of these messages is the name of the table.
+_NFT_CHANGES = {0: 'new', 2: 'delete', 3: 'new', 5: 'delete', 6: 'new', 8: 'delete', 9: 'new', 11: 'delete',
+                12: 'new', 14: 'delete', 18: 'new', 20: 'delete', 22: 'new', 24: 'delete',
+                26: 'delete', 27: 'delete', 28: 'delete', 29: 'delete', 30: 'delete', 31: 'delete', 32: 'delete'}
+# NFPROTO_* as nft names the families.
+_NFT_FAMILIES = {1: 'inet', 2: 'ip', 3: 'arp', 5: 'netdev', 7: 'bridge', 10: 'ip6'}
 
 ROUTE_WRITE_FLAGS = {
     'add': NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL,
@@ -169,6 +187,7 @@ _RTMSG = struct.Struct('=BBBBBBBBI')
 _RTATTR = struct.Struct('=HH')
 _IFINFOMSG = struct.Struct('=BxHiII')
 _IFADDRMSG = struct.Struct('=BBBBI')
+_NFGENMSG = struct.Struct('=BBH')
 _RTNEXTHOP = struct.Struct('=HBBi')
 _FIB_RULE_HDR = struct.Struct('=BBBBBBBBI')
 _RANGE_U16 = struct.Struct('=HH')
@@ -353,21 +372,27 @@ class RouteSocket:
 
 
 class EventSocket:
-    """Link, address and route events of the current namespace (what the agent waits on).
+    """Link, address, route and rule events of the current namespace (what the agent waits on).
 
     A plain netlink socket subscribed to the multicast groups: ``fileno`` for
     select(), ``events()`` decodes what arrived without blocking.
     """
 
-    GROUPS = RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE
+    PROTOCOL = NETLINK_ROUTE
+    GROUPS = (RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_ROUTE
+              | RTMGRP_IPV4_RULE | RTMGRP_IPV6_RULE)
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, self.PROTOCOL)
         try:
-            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 * 1024 * 1024)
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 * 1024 * 1024)
+            except (OSError, socket.error):
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+            self.sock.bind((0, self.GROUPS))
         except (OSError, socket.error):
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-        self.sock.bind((0, self.GROUPS))
+            self.sock.close()
+            raise
         self.sock.setblocking(False)
 
     def fileno(self):
@@ -376,8 +401,12 @@ class EventSocket:
     def close(self):
         self.sock.close()
 
+    @staticmethod
+    def decode(kind, data, offset, end):
+        return decode_event(kind, data, offset, end)
+
     def events(self):
-        """Decode every message waiting: a list of event dicts (see decode_event).
+        """Decode every message waiting: a list of event dicts (see decode).
 
         An overrun socket (ENOBUFS) lost events: one ``{'kind': 'overrun'}``
         says so, and the caller must treat everything as changed.
@@ -398,17 +427,28 @@ class EventSocket:
                 length, kind, flags, seq, pid = _NLMSGHDR.unpack_from(data, offset)
                 if length < _NLMSGHDR.size:
                     break
-                event = decode_event(kind, data, offset + _NLMSGHDR.size, offset + length)
+                event = self.decode(kind, data, offset + _NLMSGHDR.size, offset + length)
                 if event is not None:
                     found.append(event)
                 offset += (length + 3) & ~3
 
 
+class NftablesEventSocket(EventSocket):
+    """Changes to the nftables tables of the current namespace: decode_nftables_event."""
+
+    PROTOCOL = NETLINK_NETFILTER
+    GROUPS = 1 << (NFNLGRP_NFTABLES - 1)
+
+    @staticmethod
+    def decode(kind, data, offset, end):
+        return decode_nftables_event(kind, data, offset, end)
+
+
 def decode_event(kind, data, offset, end):
-    """{'kind': 'link'|'address'|'route', 'action': 'new'|'delete', ...} or None for other messages.
+    """{'kind': 'link'|'address'|'route'|'rule', 'action': 'new'|'delete', ...} or None for other messages.
 
     link: ifindex, ifname, up (administratively up and carrier); address:
-    ifindex, address; route: table.
+    ifindex, address; route: table; rule: priority.
     """
     if kind in (RTM_NEWLINK, RTM_DELLINK):
         family, kind_, ifindex, flags, change = _IFINFOMSG.unpack_from(data, offset)
@@ -432,7 +472,28 @@ def decode_event(kind, data, offset, end):
             if attr == RTA_TABLE:
                 table = _U32.unpack(payload[:4])[0]
         return {'kind': 'route', 'action': 'new' if kind == RTM_NEWROUTE else 'delete', 'table': table}
+    if kind in (RTM_NEWRULE, RTM_DELRULE):
+        priority = 0  # the kernel leaves FRA_PRIORITY out for priority 0
+        for attr, payload in _attrs(data, offset + _FIB_RULE_HDR.size, end):
+            if attr == FRA_PRIORITY:
+                priority = _U32.unpack(payload[:4])[0]
+        return {'kind': 'rule', 'action': 'new' if kind == RTM_NEWRULE else 'delete', 'priority': priority}
     return None
+
+
+def decode_nftables_event(kind, data, offset, end):
+    """{'kind': 'nftables', 'action': 'new'|'delete', 'family': 'inet'|'ip'|..., 'table': NAME}
+    for a change to a table or anything in it; None for other messages (the end of a
+    transaction, traces)."""
+    if kind >> 8 != NFNL_SUBSYS_NFTABLES or (kind & 0xff) not in _NFT_CHANGES:
+        return None
+    family = _NFGENMSG.unpack_from(data, offset)[0]
+    event = {'kind': 'nftables', 'action': _NFT_CHANGES[kind & 0xff],
+             'family': _NFT_FAMILIES.get(family, str(family)), 'table': None}
+    for attr, payload in _attrs(data, offset + _NFGENMSG.size, end):
+        if attr == 1:
+            event['table'] = _text(payload)
+    return event
 
 
 def _batches(bodies):

@@ -130,7 +130,27 @@ def test_watch_status_and_bad_states(router_lab):
         assert watch.saw(r'^wan2: address 192\.0\.2\.3/24 added$')
         assert seen(lab, 'router', bind='192.0.2.3') == ['192.0.2.3', '192.0.2.3']
         assert seen(lab, 'client2') == ['192.0.2.3', '192.0.2.3']
+
+        # someone else's change: the whole ruleset flushed (`systemctl reload nftables` with
+        # Debian's /etc/nftables.conf, which starts with `flush ruleset`) and a rule deleted
+        # by hand: both put back, then nothing more is applied
+        def ours():
+            return {'rules': lab.ip('router', '-4', 'rule').stdout,
+                    'nft': [lab.run('router', 'nft', '-s', 'list', 'table', 'inet', table, check=False).stdout
+                            for table in ('netpolicy_split_access', 'netpolicy_source_routing')]}
+        time.sleep(0.5)  # the address change's apply done
+        before = ours()
+        lab.run('router', 'nft', 'flush', 'ruleset')
+        lab.ip('router', 'rule', 'del', 'priority', '3101')
+        took = wait_for(lambda: ours() == before, 2)
+        print('ruleset flushed and a rule deleted: put back in %.2f s' % took)
+        assert 'split_access: ip rule add priority 3101 from all fwmark 0x2/0xff lookup isp2' in watch.lines
+        assert 'source_routing: nft -f /etc/netpolicy/routing/source_routing.nft' in watch.lines
+        assert seen(lab, 'client2') == ['192.0.2.3', '192.0.2.3']
         time.sleep(0.5)  # the last re-apply done
+        settled_lines = len(watch.lines)
+        time.sleep(1.0)
+        assert watch.lines[settled_lines:] == []    # its own changes start no further apply
     finally:
         code = watch.stop()
     assert code == 0, watch.lines

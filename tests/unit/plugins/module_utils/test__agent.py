@@ -361,6 +361,34 @@ def test_tables_of(state, tables):
     assert agent.tables_of(state) == tables
 
 
+@pytest.mark.parametrize('state, ranges', [
+    (SPLIT_STATE, [(3000, 3000), (3100, 3100), (3101, 3101), (3102, 3102), (3200, 3200), (3201, 3201),
+                   (3000, 3999)]),
+    (REPLY_STATE, [(501, 501), (501, 501), (502, 502), (500, 999)]),
+    ({}, []),
+    ({'ip_rule': {'purge_priorities': '400-499,3000-3999'}}, [(400, 499), (3000, 3999)]),
+    # a rule without a priority: the kernel picked one, any deleted rule may be it
+    ({'ip_rule': {'rules': [{'priority': 10, 'table': '5'}, {'table': '6'}]}}, [(0, 0xffffffff)]),
+    ({'address_rules': [{'interface': 'ppp0'}]}, [(0, 0xffffffff)]),
+    # damage is said by the apply, not here
+    ({'ip_rule': {'rules': [{'priority': 'x'}, 'junk'], 'purge_priorities': '9-1'}}, [(0, 0xffffffff)]),
+    ({'ip_rule': {'rules': [{'priority': 'x'}], 'purge_priorities': 'many'}}, []),
+])
+def test_priorities_of(state, ranges):
+    assert agent.priorities_of(state) == ranges
+
+
+@pytest.mark.parametrize('state, tables', [
+    (SPLIT_STATE, {('inet', 'netpolicy_split_access')}),
+    (SOURCE_STATE, {('inet', 'netpolicy_source_routing')}),
+    (REPLY_STATE, {('inet', 'netpolicy_reply_via_router'), ('ip', 'mangle'), ('ip6', 'mangle')}),
+    ({}, set()),
+    ({'nftables': {'table': 'junk'}, 'connmark_return': {'name': ''}}, set()),
+])
+def test_nftables_tables_of(state, tables):
+    assert agent.nftables_tables_of(state) == tables
+
+
 # ---------------------------------------------------------------- address_rules
 
 ADDRESSES = {'ppp0': [('ipv4', '100.64.0.7'), ('ipv6', '2001:db8:7::1'), ('ipv4', '100.64.0.8')],
@@ -523,6 +551,34 @@ def test_overrun_applies_everything(names):
     (route(500, 'new'), set()),
 ])
 def test_route_events(names, event, roles):
+    assert watcher().affected(event, IFNAMES) == (roles, None)
+
+
+def rule(priority, action):
+    return {'kind': 'rule', 'action': action, 'priority': priority}
+
+
+def nftables(family, table, action='delete'):
+    return {'kind': 'nftables', 'action': action, 'family': family, 'table': table}
+
+
+@pytest.mark.parametrize('event, roles', [
+    (rule(3101, 'delete'), {'split_access'}),          # one of its rules gone: put it back
+    (rule(3999, 'delete'), {'split_access'}),          # in its range: a stale one, or a new one to purge
+    (rule(502, 'delete'), {'reply_via_same_router'}),
+    (rule(1500, 'delete'), {'source_routing'}),
+    (rule(3101, 'new'), set()),                        # an added rule: its own doing, as a route added
+    (rule(0, 'delete'), set()),
+    (rule(32766, 'delete'), set()),
+    (nftables('inet', 'netpolicy_split_access'), {'split_access'}),
+    (nftables('inet', 'netpolicy_split_access', 'new'), {'split_access'}),   # a rule added by hand, or ours
+    (nftables('inet', 'netpolicy_source_routing'), {'source_routing'}),
+    (nftables('inet', 'netpolicy_reply_via_router'), {'reply_via_same_router'}),
+    (nftables('ip', 'mangle'), {'reply_via_same_router'}),
+    (nftables('ip', 'netpolicy_split_access'), set()),  # another family: another table
+    (nftables('inet', 'filter'), set()),
+])
+def test_rule_and_nftables_events(names, event, roles):
     assert watcher().affected(event, IFNAMES) == (roles, None)
 
 
@@ -778,6 +834,7 @@ def test_signals_stop_at_once_while_waiting_and_after_an_apply_otherwise():
 IFF_RUNNING = 0x40
 ARPHRD_ETHER = 1
 RTM_NEWRULE = 32
+RTM_DELRULE = 33
 RTM_NEWNEIGH = 28
 
 
@@ -873,9 +930,70 @@ def test_decode_ipv6_route():
     assert decode(25, body) == {'kind': 'route', 'action': 'delete', 'table': 202}
 
 
-@pytest.mark.parametrize('kind', [RTM_NEWRULE, RTM_NEWNEIGH, 2, 3, 26, 0])
+def fib_rule_hdr(family=socket.AF_INET, table=0):
+    # family, dst_len, src_len, tos, table, res1, res2, action (to table), flags
+    return struct.pack('=BBBBBBBBI', family, 0, 0, 0, table, 0, 0, 1, 0)
+
+
+FRA_TABLE = 15
+FRA_PRIORITY = 6
+FRA_FWMARK = 10
+
+
+@pytest.mark.parametrize('kind, family, attrs, action, priority', [
+    (RTM_NEWRULE, socket.AF_INET, [(FRA_TABLE, 101), (FRA_PRIORITY, 3100), (FRA_FWMARK, 1)], 'new', 3100),
+    (RTM_DELRULE, socket.AF_INET6, [(FRA_PRIORITY, 501), (FRA_TABLE, 301)], 'delete', 501),
+    (RTM_DELRULE, socket.AF_INET, [(FRA_TABLE, 255)], 'delete', 0),     # priority 0 has no FRA_PRIORITY
+])
+def test_decode_rule(kind, family, attrs, action, priority):
+    body = fib_rule_hdr(family)
+    for attr, value in attrs:
+        body += rtattr(attr, struct.pack('=I', value))
+    assert decode(kind, body) == {'kind': 'rule', 'action': action, 'priority': priority}
+
+
+@pytest.mark.parametrize('kind', [RTM_NEWNEIGH, 2, 3, 26, 0])
 def test_decode_other_messages_is_none(kind):
     assert decode(kind, b'\0' * 32) is None
+
+
+NFNL_SUBSYS_NFTABLES = 10
+NFTA_NAME = 1     # NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_RULE_TABLE, ...: the table's name
+NFTA_OTHER = 3
+
+
+def nft_message(msg, family, table):
+    body = struct.pack('=BBH', family, 0, 0) + rtattr(NFTA_NAME, table.encode() + b'\0')
+    body += rtattr(NFTA_OTHER | 0x8000, rtattr(1, b'\0' * 4))   # a nested attribute, skipped
+    return (NFNL_SUBSYS_NFTABLES << 8) | msg, body
+
+
+@pytest.mark.parametrize('msg, family, action, name', [
+    (2, 1, 'delete', 'inet'),     # NFT_MSG_DELTABLE, NFPROTO_INET
+    (8, 2, 'delete', 'ip'),       # NFT_MSG_DELRULE, NFPROTO_IPV4
+    (6, 10, 'new', 'ip6'),        # NFT_MSG_NEWRULE, NFPROTO_IPV6
+    (5, 1, 'delete', 'inet'),     # NFT_MSG_DELCHAIN
+    (14, 1, 'delete', 'inet'),    # NFT_MSG_DELSETELEM
+    (26, 1, 'delete', 'inet'),    # NFT_MSG_DESTROYTABLE
+    (0, 99, 'new', '99'),         # a family nft has no name for
+])
+def test_decode_nftables_event(msg, family, action, name):
+    kind, body = nft_message(msg, family, 'netpolicy_split_access')
+    data = message(kind, body)
+    assert _netlink.decode_nftables_event(kind, data, 16, len(data)) == {
+        'kind': 'nftables', 'action': action, 'family': name, 'table': 'netpolicy_split_access'}
+
+
+@pytest.mark.parametrize('kind', [
+    (NFNL_SUBSYS_NFTABLES << 8) | 15,    # NFT_MSG_NEWGEN: the end of a transaction
+    (NFNL_SUBSYS_NFTABLES << 8) | 17,    # NFT_MSG_TRACE
+    (NFNL_SUBSYS_NFTABLES << 8) | 1,     # NFT_MSG_GETTABLE
+    (1 << 8) | 2,                        # conntrack's subsystem
+    2, 3,                                # NLMSG_ERROR, NLMSG_DONE
+])
+def test_decode_nftables_other_messages_is_none(kind):
+    data = message(kind, struct.pack('=BBH', 1, 0, 0) + rtattr(NFTA_NAME, b'x\0'))
+    assert _netlink.decode_nftables_event(kind, data, 16, len(data)) is None
 
 
 class FakeSocket:
@@ -901,16 +1019,25 @@ def event_socket(chunks):
 
 def test_events_decodes_every_message_of_every_chunk():
     up = message(16, ifinfomsg(2, 0x10001) + rtattr(3, b'wan1\0'))
-    rule = message(RTM_NEWRULE, b'\0' * 12)
+    neighbour = message(RTM_NEWNEIGH, b'\0' * 12)
     gone = message(25, rtmsg(socket.AF_INET, 0, 101))
     added = message(20, ifaddrmsg(socket.AF_INET, 32, 3) + rtattr(2, socket.inet_pton(socket.AF_INET, '100.64.0.7')))
-    events = event_socket([up + rule + gone, added])
+    events = event_socket([up + neighbour + gone, added])
     assert events.events() == [
         {'kind': 'link', 'action': 'new', 'ifindex': 2, 'ifname': 'wan1', 'up': True},
         {'kind': 'route', 'action': 'delete', 'table': 101},
         {'kind': 'address', 'action': 'new', 'ifindex': 3, 'address': '100.64.0.7/32'},
     ]
     assert events.events() == []
+
+
+def test_nftables_events_decodes_with_its_own_decoder():
+    events = _netlink.NftablesEventSocket.__new__(_netlink.NftablesEventSocket)
+    deleted = message(*nft_message(2, 1, 'netpolicy_split_access'))
+    generation = message((NFNL_SUBSYS_NFTABLES << 8) | 15, struct.pack('=BBH', 0, 0, 0))
+    events.sock = FakeSocket([deleted + generation])
+    assert events.events() == [{'kind': 'nftables', 'action': 'delete', 'family': 'inet',
+                                'table': 'netpolicy_split_access'}]
 
 
 def test_events_says_when_events_were_lost():
