@@ -484,7 +484,6 @@ def _change(params, check_mode, diff):
         _pending.remove(_pending.outcome_path(pending))  # an earlier run's rollback, reported or not: not this run's
     path = state_path(directory, role)
     previous = read_previous(directory, role)
-    plan = Change(role, state, previous, params['persist'], path, netns, agent)
     taken = {}
 
     def before_change():
@@ -494,9 +493,14 @@ def _change(params, check_mode, diff):
             taken['scope'], taken['warning'] = own_scope(role, taken['pid'])
 
     try:
+        plan = Change(role, state, previous, params['persist'], path, netns, agent)
         result = plan.run(check_mode, diff, None if check_mode else before_change)
     except (EngineError, InputError, OSError, IOError) as exc:
         snapshot = taken.get('snapshot')
+        if snapshot is None and isinstance(exc, (OSError, IOError)):
+            # A file that cannot be read (an rt_tables file, the role's own files):
+            # nothing was changed yet, so a clean failure rather than a traceback.
+            raise EngineError('%s; nothing was changed' % exc)
         if snapshot is None:
             raise
         if taken.get('pid') is not None:

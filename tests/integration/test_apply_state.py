@@ -192,6 +192,21 @@ def test_a_failure_midway_puts_everything_back(router):
     assert kernel(router) == before
 
 
+def test_a_file_it_cannot_read_fails_cleanly_before_any_change(router):
+    run_module(MODULE, args(router, state_of(router, ('101', '102'))))
+    # the role's own rt_tables file, which a run that drops a name reads first, made unreadable
+    folder = os.path.join(router.etc, 'iproute2', 'rt_tables.d')
+    (name,) = [name for name in os.listdir(folder) if name.endswith('.conf')]
+    os.unlink(os.path.join(folder, name))
+    os.mkdir(os.path.join(folder, name))
+    before = kernel(router)
+    result = run_module(MODULE, args(router, state_of(router, ('101',))))
+    assert result['failed'], result
+    assert 'Is a directory' in result['msg'] and result['msg'].endswith('; nothing was changed'), result
+    assert 'exception' not in result and 'Traceback' not in str(result)
+    assert kernel(router) == before
+
+
 def test_bad_input_touches_nothing(router):
     before = kernel(router)
     for state, message in (
