@@ -645,8 +645,10 @@ def _watch(directory, log):
         with Signals() as signals:
             log('watching %s' % directory)
             files = state_files(directory)  # before the apply: a change during it is seen
+            # The monitor before the first apply: the uplinks the previous watch left out stay out.
+            uplinks.update(read_states(directory)[0])
             report = Report()
-            states = apply_all(directory, report, out=set(), stop=signals.stopping)
+            states = apply_all(directory, report, out=uplinks.out(), stop=signals.stopping)
             _log_report(report, log)
             uplinks.update(states)
             watcher = Watcher(states)
@@ -747,6 +749,11 @@ class Uplinks:
             self.log('monitor: probing %s every %ss (out after %s failed rounds, back after %s good ones)' % (
                 ', '.join(sorted(settings.get('targets') or {})) or 'no uplink', self.monitor.interval,
                 settings.get('down', 3), settings.get('up', 3)))
+            # A restarted watch (or monitor) must not give new connections to an uplink found
+            # dead before: it stays out until its probes bring it back. Its connections were
+            # deleted and its hooks run when it went out.
+            for name in self.monitor.keep_out(_monitor.left_out()):
+                self.log('%s: out (as the previous watch left it)' % name)
 
     def out(self):
         return self.monitor.out() if self.monitor else set()
@@ -884,8 +891,17 @@ class Uplinks:
     def close(self):
         if self.monitor:
             self.monitor.close()
-            _monitor.withdraw()
+            if self.monitor.out():
+                # A record for the next watch (see update); apply and status no longer use it.
+                try:
+                    _monitor.publish(self.monitor.figures(), running=False)
+                except OSError as exc:
+                    self.log('error: cannot keep the monitor figures: %s' % exc)
+                    _monitor.withdraw()
+            else:
+                _monitor.withdraw()
         self.monitor = None
+        self.published_at = 0.0
         self.settings = None
         self.unflushed = {}
 

@@ -129,3 +129,58 @@ def test_one_isp_dies_upstream_and_comes_back(lab_factory):
         assert not watch.saw('^(isp1|isp2): out'), watch.lines
     finally:
         watch.stop()
+
+
+def test_a_restarted_watch_keeps_a_dead_uplink_out(lab_factory):
+    # A restart of the agent's unit (an upgrade, `systemctl restart nftables`) while isp2 is dead.
+    lab = lab_factory(topologies.three_isp())
+    assert recap(run_playbook(lab, PLAYBOOK, nodes=['router']))['failed'] == 0
+    told = os.path.join(lab.state_dir, 'hook.log')
+    hooks = os.path.join(lab.etc('router'), 'netpolicy', 'routing', 'hook.d')
+    os.makedirs(hooks)
+    with open(os.path.join(hooks, '50-record'), 'w') as handle:
+        handle.write('#!/bin/sh\necho "$1 $2" >> %s\n' % told)
+    os.chmod(os.path.join(hooks, '50-record'), 0o755)
+    watch = Watch(lab)
+    try:
+        wait_for(lambda: watch.saw('^monitor: probing isp1, isp2, isp3 every 0.5s'), 10)
+        time.sleep(1)
+        lab.nft('isp2', 'table inet outage { chain forward { type filter hook forward priority 0; policy drop; }; }')
+        wait_for(lambda: watch.saw(r'^isp2: conntrack -D --mark 0x2/0xff$'), 4)
+        wait_for(lambda: hook_was_told(told) == ['isp2 out'], 2)
+    finally:
+        watch.stop()
+        print('\n'.join(watch.lines))
+    # No watch: apply and status go by the saved state alone (nothing would bring isp2 back).
+    status = json.loads(agent(lab, 'status', '--json').stdout)
+    assert [state['in_sync'] for state in status['states'] if state['role'] == 'split_access'] == [False]
+
+    restarted = time.time()
+    clients = NewConnections(lab, 'client2')
+    watch = Watch(lab)
+    try:
+        wait_for(lambda: watch.saw('^monitor: probing'), 10)
+        # From the first apply of the new watch on: no new connection, no default route for isp2.
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            balance = lab.run('router', 'nft', 'list', 'chain', 'inet', 'netpolicy_split_access', 'balance').stdout
+            default = lab.ip('router', 'route', 'show', 'default').stdout
+            assert 'uplink_1' in balance and 'uplink_2' not in balance, balance
+            assert 'wan1' in default and 'wan2' not in default, default
+        results = clients.stop()
+        assert results and not [uplink for start, uplink in results if uplink in (None, 'isp2')], results
+        assert 'isp2: out (as the previous watch left it)' in watch.lines
+        assert not [line for line in watch.lines if 'conntrack -D' in line or 'out: no new connections' in line]
+        assert hook_was_told(told) == ['isp2 out']
+        status = json.loads(agent(lab, 'status', '--json').stdout)
+        assert [state['in_sync'] for state in status['states'] if state['role'] == 'split_access'] == [True]
+        monitor = [uplink['monitor'] for uplink in status['uplinks'] if uplink['name'] == 'isp2'][0]
+        assert monitor['state'] == 'out' and monitor['since'] < restarted, monitor
+
+        lab.run('isp2', 'nft', 'delete', 'table', 'inet', 'outage')
+        wait_for(lambda: watch.saw('^isp2: back in$'), 3)
+        wait_for(lambda: hook_was_told(told) == ['isp2 out', 'isp2 in'], 2)
+    finally:
+        clients.stop()
+        watch.stop()
+        print('\n'.join(watch.lines))

@@ -953,7 +953,7 @@ def test_the_monitor_counts_on_the_monotonic_clock(tmp_path, monkeypatch):
     # The wall clock stepped back an hour: the first probe round is still due now.
     wall = time.time
     monkeypatch.setattr(time, 'time', lambda: wall() - 3600)
-    monkeypatch.setattr(agent._monitor, 'withdraw', lambda path=None: None)  # not this host's /run
+    monkeypatch.setattr(agent._monitor, 'run_path', lambda: str(tmp_path / 'monitor-1.json'))  # not this host's /run
     logged = []
     uplinks = agent.Uplinks(str(tmp_path), logged.append)
     state = dict(SPLIT_STATE, monitor={'enabled': True, 'targets': {'isp1': ['203.0.113.10']}})
@@ -963,6 +963,42 @@ def test_the_monitor_counts_on_the_monotonic_clock(tmp_path, monkeypatch):
         assert abs(uplinks.deadline() - time.monotonic()) < 1.0
     finally:
         uplinks.close()
+
+
+def test_a_restarted_watch_keeps_out_what_the_previous_one_left_out(tmp_path, monkeypatch):
+    record = str(tmp_path / 'run' / 'monitor-1.json')
+    monkeypatch.setattr(agent._monitor, 'run_path', lambda: record)   # not this host's /run
+    flushed = []
+    monkeypatch.setattr(agent._monitor, 'flush_conntrack', lambda mark, mask: flushed.append(mark) or 'flushed')
+    state = dict(SPLIT_STATE, monitor={'enabled': True, 'down': 2, 'up': 2,
+                                       'targets': {'isp1': ['203.0.113.10'], 'isp2': ['203.0.113.10']}})
+    logged = []
+    before = agent.Uplinks(str(tmp_path), logged.append)
+    before.update([('split_access', state)])
+    now = time.monotonic()
+    for health in before.monitor.health.values():
+        health.record(False, None, now)
+        health.record(False, None, now)          # isp1, isp2 out; isp3 (no targets) follows its link
+    went_out = before.monitor.figures()['isp1']['since']
+    before.close()
+    assert agent._monitor.published() == {}     # apply and status: no watch runs
+
+    logged, hooks = [], []
+    after = agent.Uplinks(str(tmp_path), logged.append)
+    monkeypatch.setattr(after, 'run_hooks', lambda name, change: hooks.append((name, change)))
+    # isp2 is no longer monitored
+    after.update([('split_access', dict(state, monitor=dict(state['monitor'], targets={
+        'isp1': ['203.0.113.10']})))])
+    try:
+        assert logged[1:] == ['isp1: out (as the previous watch left it)']
+        assert after.out() == {'isp1'} and flushed == [] and hooks == []
+        assert after.monitor.figures()['isp1']['since'] == pytest.approx(went_out, abs=0.01)
+        # its probes decide, as always
+        assert after.monitor.health['isp1'].record(True, 0.01, now + 1) is None
+        assert after.monitor.health['isp1'].record(True, 0.01, now + 2) == 'in'
+    finally:
+        after.close()
+    assert not os.path.exists(record)           # nothing out: nothing to keep
 
 
 @pytest.fixture
