@@ -1028,6 +1028,55 @@ def test_acted_says_when_the_uplink_could_not_be_taken_out(acting):
     assert flushed == []
 
 
+def applied_report(failing=()):
+    """The report of an apply of SPLIT_STATE whose steps ``failing`` (their where) had an error."""
+    report = agent.Report()
+    for section, where, run in agent.steps(SPLIT_STATE):
+        if where in failing:
+            report.error('split_access', where, 'failed')
+        else:
+            report.succeeded.add(('split_access', where))
+    return report
+
+
+def test_a_failed_take_out_is_followed_up_once_a_later_apply_makes_it(acting):
+    uplinks, logged, flushed = acting
+    uplinks.acted([('isp2', 'out')], ['split_access: nftables: nft -f failed'])
+    del logged[:]
+    # the whole state applied again: the nftables step fails again, then only the dead
+    # uplink's own table (its interface gone): that does not keep it in
+    uplinks.applied(applied_report(failing=['nftables']))
+    assert logged == [] and flushed == []
+    uplinks.applied(applied_report(failing=['route_table.tables[1] (table 102)']))
+    assert logged == ['isp2: out: no new connections, not in the default route', 'isp2: flushed', 'hooks: isp2 out']
+    assert flushed == [2]
+    uplinks.applied(applied_report())                 # once
+    assert len(logged) == 3 and flushed == [2]
+
+
+def test_a_change_made_at_once_is_not_followed_up_again(acting):
+    uplinks, logged, flushed = acting
+    uplinks.acted([('isp2', 'out')], ['split_access: nftables: nft -f failed'])
+    uplinks.acted([('isp2', 'in')], [])               # back before any apply made it out
+    del logged[:]
+    uplinks.applied(applied_report())
+    assert logged == [] and flushed == []
+
+
+def test_a_failed_take_out_of_the_last_uplink_deletes_nothing(acting):
+    uplinks, logged, flushed = acting
+    uplinks.monitor = FakeMonitor()
+    uplinks.monitor.taken_out = {'isp1', 'isp2', 'isp3'}
+    uplinks.publish = lambda now, force=False: None  # not to this host's /run
+    uplinks.acted([('isp3', 'out')], ['split_access: nftables: nft -f failed'])
+    del logged[:]
+    uplinks.applied(applied_report())
+    assert logged == ['isp3: out: no new connections, not in the default route', 'hooks: isp3 out',
+                      'every uplink is out: keeping the last configuration']
+    assert flushed == []
+    uplinks.monitor = None
+
+
 def test_a_partial_apply_reports_only_its_own_files_problems(tmp_path, monkeypatch):
     write(tmp_path, 'other.json', '{"hosts": []}')
     write(tmp_path, 'split_access.json', '{"role": "split_access", "version": 7}')
@@ -1091,3 +1140,31 @@ def test_a_link_down_deletes_the_connections_only_if_it_stays_down(acting):
     uplinks.tick(start + 20)
     assert flushed == [] and uplinks.deadline() is None and uplinks.out() == {'isp2'}
     uplinks.monitor = None  # (the fixture's uplinks has no real monitor to close)
+
+
+def test_a_link_down_whose_take_out_failed_deletes_the_connections_once_it_is_made(acting):
+    uplinks, logged, flushed = acting
+    uplinks.monitor = FakeMonitor()
+    uplinks.publish = lambda now, force=False: None  # not to this host's /run
+    start = time.monotonic()
+    uplinks.acted(uplinks.link('wan2', False, start), ['split_access: nftables: nft -f failed'])
+    assert uplinks.deadline() is None                # nothing to do until an apply makes it
+    uplinks.tick(start + 2)
+    assert flushed == [] and logged == ['isp2: could not take it out: split_access: nftables: nft -f failed']
+    uplinks.applied(applied_report())
+    assert logged[1].startswith('isp2: out: no new connections, not in the default route; its connections are '
+                                'deleted if its link is still down in 1.')
+    assert logged[2:] == ['hooks: isp2 out']
+    assert uplinks.deadline() == start + 1.5
+    uplinks.tick(start + 2)
+    assert flushed == [2]
+
+    # a blip: the link back before an apply made the change: its connections are kept
+    del flushed[:], logged[:]
+    uplinks.acted(uplinks.link('wan2', False, start + 10), ['split_access: nftables: nft -f failed'])
+    uplinks.link('wan2', True, start + 10.3)
+    uplinks.applied(applied_report())
+    uplinks.tick(start + 20)
+    assert logged[1:] == ['isp2: out: no new connections, not in the default route', 'hooks: isp2 out']
+    assert flushed == [] and uplinks.deadline() is None
+    uplinks.monitor = None
