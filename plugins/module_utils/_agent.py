@@ -232,6 +232,8 @@ class Report:
     def __init__(self):
         self.changes = []
         self.errors = []
+        # (role, where) of the steps that ran without an error (see Uplinks.applied)
+        self.succeeded = set()
 
     def change(self, role, commands):
         for command in commands:
@@ -253,6 +255,7 @@ def apply_state(role, state, report, check_mode=False, fast=False):
             report.error(role, where, 'failed: %s' % exc)
         else:
             report.change(role, result.get('commands') or [])
+            report.succeeded.add((role, where))
 
 
 def steps(state, fast=False):
@@ -702,8 +705,10 @@ def _watch(directory, log):
         with Signals() as signals:
             log('watching %s' % directory)
             files = state_files(directory)  # before the apply: a change during it is seen
+            # The monitor before the first apply: the uplinks the previous watch left out stay out.
+            uplinks.update(read_states(directory)[0])
             report = Report()
-            states = apply_all(directory, report, out=set(), stop=signals.stopping)
+            states = apply_all(directory, report, out=uplinks.out(), stop=signals.stopping)
             _log_report(report, log)
             uplinks.update(states)
             watcher = Watcher(states)
@@ -763,6 +768,7 @@ def _watch(directory, log):
                     states = apply_all(directory, report, roles=pending, out=uplinks.out(), stop=signals.stopping)
                     _log_report(report, log)
                     uplinks.update(states)
+                    uplinks.applied(report)
                     watcher = Watcher(states, link_up=watcher.link_up)
                     pending, deadline = set(), None
                 uplinks.publish(now)
@@ -789,6 +795,9 @@ class Uplinks:
         # {name: when}: uplinks out because their interface went down, whose connections
         # are deleted then unless the link came back first (see link)
         self.unflushed = {}
+        # {name: (change, taken out by its link going down)}: the latest change of each uplink
+        # that an apply could not make yet; its flush and hooks wait for one that does (see applied)
+        self.unacted = {}
 
     def update(self, states):
         """Start, restart or stop the monitor as the saved split_access state says."""
@@ -807,12 +816,17 @@ class Uplinks:
             self.log('monitor: probing %s every %ss (out after %s failed rounds, back after %s good ones)' % (
                 ', '.join(sorted(settings.get('targets') or {})) or 'no uplink', self.monitor.interval,
                 settings.get('down', 3), settings.get('up', 3)))
+            # A restarted watch (or monitor) must not give new connections to an uplink found
+            # dead before: it stays out until its probes bring it back. Its connections were
+            # deleted and its hooks run when it went out.
+            for name in self.monitor.keep_out(_monitor.left_out()):
+                self.log('%s: out (as the previous watch left it)' % name)
 
     def out(self):
         return self.monitor.out() if self.monitor else set()
 
     def deadline(self):
-        deadlines = list(self.unflushed.values())
+        deadlines = [when for name, when in self.unflushed.items() if name not in self.unacted]
         monitor_deadline = self.monitor.deadline() if self.monitor else None
         if monitor_deadline is not None:
             deadlines.append(monitor_deadline)
@@ -852,7 +866,7 @@ class Uplinks:
         for name, when in list(self.unflushed.items()):
             if name not in out:
                 del self.unflushed[name]
-            elif now >= when:
+            elif now >= when and name not in self.unacted:
                 del self.unflushed[name]
                 self.flush(name, out)
         return changes
@@ -861,24 +875,49 @@ class Uplinks:
         """After the state was applied for ``changes``: log, flush the dead uplinks' connections, hooks.
 
         ``errors``: what that apply reported. Then the uplinks were not taken out (or
-        back): that is said, and neither the flush nor the hooks run (the next apply of
-        the whole state tries again, and says its own errors).
+        back): that is said, and the flush and the hooks wait for a later apply that
+        makes the change (see applied).
         """
         if errors:
             for name, change in changes:
                 self.log('%s: could not %s: %s' % (name, 'take it out' if change == 'out' else 'take it back in',
                                                    '; '.join(errors)))
-                self.unflushed.pop(name, None)
+                self.unacted[name] = (change, name in self.unflushed)
             self.publish(time.monotonic(), force=True)
             return
+        for name, change in changes:
+            self.unacted.pop(name, None)
+        self.follow_up(changes)
+        self.publish(time.monotonic(), force=True)
+
+    def applied(self, report):
+        """After an apply of the whole state (its ``report``): when it made the changes that
+        could not be made at once (the steps that take an uplink out or back in all ran
+        without an error), their log lines, flush and hooks now, once."""
+        if not self.unacted:
+            return
+        needed = set(('split_access', where) for section, where, run in steps(self.state, fast=True))
+        if not needed <= report.succeeded:
+            return
+        unacted, self.unacted = self.unacted, {}
+        self.follow_up(sorted((name, change) for name, (change, link_down) in unacted.items()),
+                       link_down=set(name for name, (change, link_down) in unacted.items() if link_down))
+
+    def follow_up(self, changes, link_down=()):
+        """Log ``changes``, now made, delete the connections of the uplinks taken out, run the hooks.
+
+        ``link_down``: uplinks taken out by their interface going down whose link came back
+        before the change was made: their connections go on (see link)."""
         out = self.out()
         for name, change in changes:
             if change == 'out' and name in self.unflushed:
                 self.log('%s: out: no new connections, not in the default route; its connections are deleted '
-                         'if its link is still down in %.1f s' % (name, self.unflushed[name] - time.monotonic()))
+                         'if its link is still down in %.1f s'
+                         % (name, max(0.0, self.unflushed[name] - time.monotonic())))
             elif change == 'out':
                 self.log('%s: out: no new connections, not in the default route' % name)
-                self.flush(name, out)
+                if name not in link_down:
+                    self.flush(name, out)
             else:
                 self.log('%s: back in' % name)
                 self.unflushed.pop(name, None)
@@ -886,7 +925,6 @@ class Uplinks:
         marks = self.marks()
         if marks and len(out) == len(marks):
             self.log('every uplink is out: keeping the last configuration')
-        self.publish(time.monotonic(), force=True)
 
     def marks(self):
         return dict((uplink['name'], uplink['mark']) for uplink in self.state.get('uplinks') or [])
@@ -944,10 +982,20 @@ class Uplinks:
     def close(self):
         if self.monitor:
             self.monitor.close()
-            _monitor.withdraw()
+            if self.monitor.out():
+                # A record for the next watch (see update); apply and status no longer use it.
+                try:
+                    _monitor.publish(self.monitor.figures(), running=False)
+                except OSError as exc:
+                    self.log('error: cannot keep the monitor figures: %s' % exc)
+                    _monitor.withdraw()
+            else:
+                _monitor.withdraw()
         self.monitor = None
+        self.published_at = 0.0
         self.settings = None
         self.unflushed = {}
+        self.unacted = {}
 
 
 def _log_report(report, log):

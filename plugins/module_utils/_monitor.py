@@ -41,6 +41,7 @@ SPLIT_ACCESS_MASK = 0xff
 RUN_DIR = '/run/netpolicy-routing'
 SO_MARK = 36
 SO_BINDTODEVICE = 25
+SO_NETNS_COOKIE = 71   # Linux 5.14 and later
 ICMP_ECHO, ICMP_ECHO_REPLY = 8, 0
 # Rounds kept for the loss and RTT figures.
 HISTORY = 20
@@ -401,6 +402,22 @@ class Monitor:
     def out(self):
         return set(name for name, health in self.health.items() if health.out)
 
+    def keep_out(self, left):
+        """Start with the uplinks of ``left`` ({name: since on the wall clock}, see left_out) out,
+        as the previous `watch` left them, since then; their names, sorted.
+
+        Only uplinks with targets: their probes bring them back after ``up`` good rounds,
+        where one without targets follows its link, and no event would bring it back."""
+        offset = time.time() - time.monotonic()
+        kept = []
+        for name, since in sorted(left.items()):
+            health = self.health.get(name)
+            if health is not None and health.probed:
+                health.out = True
+                health.since = since - offset
+                kept.append(name)
+        return kept
+
     def deadline(self):
         """When ``tick`` has something to do next; None without probes (link events only)."""
         if not self.probes:
@@ -474,22 +491,40 @@ def run_path():
     return os.path.join(RUN_DIR, 'monitor-%d.json' % os.stat('/proc/self/ns/net').st_ino)
 
 
-def publish(figures, path=None):
+def netns_cookie():
+    """The cookie of this network namespace, or None (a kernel before 5.14). Unlike its inode
+    number, which a namespace made after this one is gone may have, it is never reused in a boot."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        return struct.unpack('=Q', sock.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8))[0]
+    except (OSError, socket.error, struct.error):
+        return None
+    finally:
+        sock.close()
+
+
+def publish(figures, path=None, running=True):
+    """Write the monitor's ``figures`` for `apply` and `status`; ``running=False``: the last
+    figures of a `watch` that stops, no longer its view but a record for the next one (left_out)."""
     path = path or run_path()
     if not os.path.isdir(os.path.dirname(path)):
         os.makedirs(os.path.dirname(path), 0o755)
     temporary = '%s.%d' % (path, os.getpid())
     with open(temporary, 'w') as handle:
-        json.dump({'pid': os.getpid(), 'time': time.time(), 'uplinks': figures}, handle)
+        json.dump({'pid': os.getpid() if running else None, 'netns': netns_cookie(), 'time': time.time(),
+                   'uplinks': figures}, handle)
     os.rename(temporary, path)
 
 
 def published(path=None):
-    """The figures a running `watch` published, or {} (none, or its process is gone)."""
+    """The figures a running `watch` published, or {} (none, its process is gone, or it stopped:
+    nothing would bring back an uplink its record says is out)."""
     path = path or run_path()
     try:
         with open(path) as handle:
             document = json.load(handle)
+        if document['pid'] is None:
+            return {}
         pid = int(document['pid'])
         if pid <= 0:
             return {}
@@ -497,6 +532,23 @@ def published(path=None):
     except (IOError, OSError, ValueError, KeyError, TypeError, OverflowError):
         return {}
     return document.get('uplinks') or {}
+
+
+def left_out(path=None):
+    """{name: since} of the uplinks the last `watch` of this network namespace had out when it
+    stopped (or died), ``since`` on the wall clock; {} when there is no record of this namespace
+    (a reboot empties /run; one of a namespace that had the same inode has another cookie)."""
+    path = path or run_path()
+    cookie = netns_cookie()
+    try:
+        with open(path) as handle:
+            document = json.load(handle)
+        if cookie is None or document['netns'] != cookie:
+            return {}
+        return dict((name, float(figures['since'])) for name, figures in document['uplinks'].items()
+                    if figures['state'] == 'out')
+    except (IOError, OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
+        return {}
 
 
 def withdraw(path=None):

@@ -17,6 +17,7 @@ from tests.lab.playbook import REPO, recap, run_playbook
 from tests.lab.recorder import peer_text
 
 from tests.helpers.agent import NewConnections, Watch, agent, wait_for
+from tests.helpers.lock import Holder
 
 PLAYBOOK = os.path.join(REPO, 'tests', 'integration', 'files', 'monitor_three_isp.yml')
 SERVER = topologies.SERVER
@@ -129,3 +130,99 @@ def test_one_isp_dies_upstream_and_comes_back(lab_factory):
         assert not watch.saw('^(isp1|isp2): out'), watch.lines
     finally:
         watch.stop()
+
+
+def test_a_restarted_watch_keeps_a_dead_uplink_out(lab_factory):
+    # A restart of the agent's unit (an upgrade, `systemctl restart nftables`) while isp2 is dead.
+    lab = lab_factory(topologies.three_isp())
+    assert recap(run_playbook(lab, PLAYBOOK, nodes=['router']))['failed'] == 0
+    told = os.path.join(lab.state_dir, 'hook.log')
+    hooks = os.path.join(lab.etc('router'), 'netpolicy', 'routing', 'hook.d')
+    os.makedirs(hooks)
+    with open(os.path.join(hooks, '50-record'), 'w') as handle:
+        handle.write('#!/bin/sh\necho "$1 $2" >> %s\n' % told)
+    os.chmod(os.path.join(hooks, '50-record'), 0o755)
+    watch = Watch(lab)
+    try:
+        wait_for(lambda: watch.saw('^monitor: probing isp1, isp2, isp3 every 0.5s'), 10)
+        time.sleep(1)
+        lab.nft('isp2', 'table inet outage { chain forward { type filter hook forward priority 0; policy drop; }; }')
+        wait_for(lambda: watch.saw(r'^isp2: conntrack -D --mark 0x2/0xff$'), 4)
+        wait_for(lambda: hook_was_told(told) == ['isp2 out'], 2)
+    finally:
+        watch.stop()
+        print('\n'.join(watch.lines))
+    # No watch: apply and status go by the saved state alone (nothing would bring isp2 back).
+    status = json.loads(agent(lab, 'status', '--json').stdout)
+    assert [state['in_sync'] for state in status['states'] if state['role'] == 'split_access'] == [False]
+
+    restarted = time.time()
+    clients = NewConnections(lab, 'client2')
+    watch = Watch(lab)
+    try:
+        wait_for(lambda: watch.saw('^monitor: probing'), 10)
+        # From the first apply of the new watch on: no new connection, no default route for isp2.
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            balance = lab.run('router', 'nft', 'list', 'chain', 'inet', 'netpolicy_split_access', 'balance').stdout
+            default = lab.ip('router', 'route', 'show', 'default').stdout
+            assert 'uplink_1' in balance and 'uplink_2' not in balance, balance
+            assert 'wan1' in default and 'wan2' not in default, default
+        results = clients.stop()
+        assert results and not [uplink for start, uplink in results if uplink in (None, 'isp2')], results
+        assert 'isp2: out (as the previous watch left it)' in watch.lines
+        assert not [line for line in watch.lines if 'conntrack -D' in line or 'out: no new connections' in line]
+        assert hook_was_told(told) == ['isp2 out']
+        status = json.loads(agent(lab, 'status', '--json').stdout)
+        assert [state['in_sync'] for state in status['states'] if state['role'] == 'split_access'] == [True]
+        monitor = [uplink['monitor'] for uplink in status['uplinks'] if uplink['name'] == 'isp2'][0]
+        assert monitor['state'] == 'out' and monitor['since'] < restarted, monitor
+
+        lab.run('isp2', 'nft', 'delete', 'table', 'inet', 'outage')
+        wait_for(lambda: watch.saw('^isp2: back in$'), 3)
+        wait_for(lambda: hook_was_told(told) == ['isp2 out', 'isp2 in'], 2)
+    finally:
+        clients.stop()
+        watch.stop()
+        print('\n'.join(watch.lines))
+
+
+def test_a_failed_take_out_is_followed_up_by_the_next_apply(lab_factory, monkeypatch):
+    lab = lab_factory(topologies.three_isp())
+    assert recap(run_playbook(lab, PLAYBOOK, nodes=['router']))['failed'] == 0
+    told = os.path.join(lab.state_dir, 'hook.log')
+    hooks = os.path.join(lab.etc('router'), 'netpolicy', 'routing', 'hook.d')
+    os.makedirs(hooks)
+    with open(os.path.join(hooks, '50-record'), 'w') as handle:
+        handle.write('#!/bin/sh\necho "$1 $2" >> %s\n' % told)
+    os.chmod(os.path.join(hooks, '50-record'), 0o755)
+    # A play holds the lock of the router's namespace when isp2 dies: the agent does not wait for it.
+    monkeypatch.setenv('NETPOLICY_ROUTING_LOCK_TIMEOUT', '0')
+    watch = Watch(lab)
+    holder = None
+    try:
+        wait_for(lambda: watch.saw('^monitor: probing isp1, isp2, isp3 every 0.5s'), 10)
+        time.sleep(1)
+        holder = Holder('a play', netns=lab.name('router'))
+        lab.nft('isp2', 'table inet outage { chain forward { type filter hook forward priority 0; policy drop; }; }')
+        wait_for(lambda: watch.saw('^isp2: could not take it out: '), 3)
+        time.sleep(0.5)  # the apply of the whole state after it fails too
+        assert hook_was_told(told) == []
+        assert not [line for line in watch.lines if 'conntrack -D' in line]
+        holder.release()
+        # the play's end: it rewrote the state file, and the agent applies every state again
+        os.utime(os.path.join(lab.etc('router'), 'netpolicy', 'routing', 'split_access.json'))
+        wait_for(lambda: watch.saw(r'^isp2: conntrack -D --mark 0x2/0xff$'), 3)
+        wait_for(lambda: hook_was_told(told) == ['isp2 out'], 2)
+        balance = lab.run('router', 'nft', 'list', 'chain', 'inet', 'netpolicy_split_access', 'balance').stdout
+        assert 'uplink_1' in balance and 'uplink_2' not in balance, balance
+        assert len([line for line in watch.lines if 'conntrack -D' in line]) == 1
+
+        lab.run('isp2', 'nft', 'delete', 'table', 'inet', 'outage')
+        wait_for(lambda: watch.saw('^isp2: back in$'), 3)
+        wait_for(lambda: hook_was_told(told) == ['isp2 out', 'isp2 in'], 2)
+    finally:
+        if holder is not None:
+            holder.release()
+        watch.stop()
+        print('\n'.join(watch.lines))

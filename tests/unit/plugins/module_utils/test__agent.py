@@ -1080,7 +1080,7 @@ def test_the_monitor_counts_on_the_monotonic_clock(tmp_path, monkeypatch):
     # The wall clock stepped back an hour: the first probe round is still due now.
     wall = time.time
     monkeypatch.setattr(time, 'time', lambda: wall() - 3600)
-    monkeypatch.setattr(agent._monitor, 'withdraw', lambda path=None: None)  # not this host's /run
+    monkeypatch.setattr(agent._monitor, 'run_path', lambda: str(tmp_path / 'monitor-1.json'))  # not this host's /run
     logged = []
     uplinks = agent.Uplinks(str(tmp_path), logged.append)
     state = dict(SPLIT_STATE, monitor={'enabled': True, 'targets': {'isp1': ['203.0.113.10']}})
@@ -1090,6 +1090,42 @@ def test_the_monitor_counts_on_the_monotonic_clock(tmp_path, monkeypatch):
         assert abs(uplinks.deadline() - time.monotonic()) < 1.0
     finally:
         uplinks.close()
+
+
+def test_a_restarted_watch_keeps_out_what_the_previous_one_left_out(tmp_path, monkeypatch):
+    record = str(tmp_path / 'run' / 'monitor-1.json')
+    monkeypatch.setattr(agent._monitor, 'run_path', lambda: record)   # not this host's /run
+    flushed = []
+    monkeypatch.setattr(agent._monitor, 'flush_conntrack', lambda mark, mask: flushed.append(mark) or 'flushed')
+    state = dict(SPLIT_STATE, monitor={'enabled': True, 'down': 2, 'up': 2,
+                                       'targets': {'isp1': ['203.0.113.10'], 'isp2': ['203.0.113.10']}})
+    logged = []
+    before = agent.Uplinks(str(tmp_path), logged.append)
+    before.update([('split_access', state)])
+    now = time.monotonic()
+    for health in before.monitor.health.values():
+        health.record(False, None, now)
+        health.record(False, None, now)          # isp1, isp2 out; isp3 (no targets) follows its link
+    went_out = before.monitor.figures()['isp1']['since']
+    before.close()
+    assert agent._monitor.published() == {}     # apply and status: no watch runs
+
+    logged, hooks = [], []
+    after = agent.Uplinks(str(tmp_path), logged.append)
+    monkeypatch.setattr(after, 'run_hooks', lambda name, change: hooks.append((name, change)))
+    # isp2 is no longer monitored
+    after.update([('split_access', dict(state, monitor=dict(state['monitor'], targets={
+        'isp1': ['203.0.113.10']})))])
+    try:
+        assert logged[1:] == ['isp1: out (as the previous watch left it)']
+        assert after.out() == {'isp1'} and flushed == [] and hooks == []
+        assert after.monitor.figures()['isp1']['since'] == pytest.approx(went_out, abs=0.01)
+        # its probes decide, as always
+        assert after.monitor.health['isp1'].record(True, 0.01, now + 1) is None
+        assert after.monitor.health['isp1'].record(True, 0.01, now + 2) == 'in'
+    finally:
+        after.close()
+    assert not os.path.exists(record)           # nothing out: nothing to keep
 
 
 @pytest.fixture
@@ -1117,6 +1153,55 @@ def test_acted_says_when_the_uplink_could_not_be_taken_out(acting):
     assert logged == ['isp2: could not take it out: split_access: nftables: nft not found (Debian: nftables)',
                       'isp1: could not take it back in: split_access: nftables: nft not found (Debian: nftables)']
     assert flushed == []
+
+
+def applied_report(failing=()):
+    """The report of an apply of SPLIT_STATE whose steps ``failing`` (their where) had an error."""
+    report = agent.Report()
+    for section, where, run in agent.steps(SPLIT_STATE):
+        if where in failing:
+            report.error('split_access', where, 'failed')
+        else:
+            report.succeeded.add(('split_access', where))
+    return report
+
+
+def test_a_failed_take_out_is_followed_up_once_a_later_apply_makes_it(acting):
+    uplinks, logged, flushed = acting
+    uplinks.acted([('isp2', 'out')], ['split_access: nftables: nft -f failed'])
+    del logged[:]
+    # the whole state applied again: the nftables step fails again, then only the dead
+    # uplink's own table (its interface gone): that does not keep it in
+    uplinks.applied(applied_report(failing=['nftables']))
+    assert logged == [] and flushed == []
+    uplinks.applied(applied_report(failing=['route_table.tables[1] (table 102)']))
+    assert logged == ['isp2: out: no new connections, not in the default route', 'isp2: flushed', 'hooks: isp2 out']
+    assert flushed == [2]
+    uplinks.applied(applied_report())                 # once
+    assert len(logged) == 3 and flushed == [2]
+
+
+def test_a_change_made_at_once_is_not_followed_up_again(acting):
+    uplinks, logged, flushed = acting
+    uplinks.acted([('isp2', 'out')], ['split_access: nftables: nft -f failed'])
+    uplinks.acted([('isp2', 'in')], [])               # back before any apply made it out
+    del logged[:]
+    uplinks.applied(applied_report())
+    assert logged == [] and flushed == []
+
+
+def test_a_failed_take_out_of_the_last_uplink_deletes_nothing(acting):
+    uplinks, logged, flushed = acting
+    uplinks.monitor = FakeMonitor()
+    uplinks.monitor.taken_out = {'isp1', 'isp2', 'isp3'}
+    uplinks.publish = lambda now, force=False: None  # not to this host's /run
+    uplinks.acted([('isp3', 'out')], ['split_access: nftables: nft -f failed'])
+    del logged[:]
+    uplinks.applied(applied_report())
+    assert logged == ['isp3: out: no new connections, not in the default route', 'hooks: isp3 out',
+                      'every uplink is out: keeping the last configuration']
+    assert flushed == []
+    uplinks.monitor = None
 
 
 def test_a_partial_apply_reports_only_its_own_files_problems(tmp_path, monkeypatch):
@@ -1182,3 +1267,31 @@ def test_a_link_down_deletes_the_connections_only_if_it_stays_down(acting):
     uplinks.tick(start + 20)
     assert flushed == [] and uplinks.deadline() is None and uplinks.out() == {'isp2'}
     uplinks.monitor = None  # (the fixture's uplinks has no real monitor to close)
+
+
+def test_a_link_down_whose_take_out_failed_deletes_the_connections_once_it_is_made(acting):
+    uplinks, logged, flushed = acting
+    uplinks.monitor = FakeMonitor()
+    uplinks.publish = lambda now, force=False: None  # not to this host's /run
+    start = time.monotonic()
+    uplinks.acted(uplinks.link('wan2', False, start), ['split_access: nftables: nft -f failed'])
+    assert uplinks.deadline() is None                # nothing to do until an apply makes it
+    uplinks.tick(start + 2)
+    assert flushed == [] and logged == ['isp2: could not take it out: split_access: nftables: nft -f failed']
+    uplinks.applied(applied_report())
+    assert logged[1].startswith('isp2: out: no new connections, not in the default route; its connections are '
+                                'deleted if its link is still down in 1.')
+    assert logged[2:] == ['hooks: isp2 out']
+    assert uplinks.deadline() == start + 1.5
+    uplinks.tick(start + 2)
+    assert flushed == [2]
+
+    # a blip: the link back before an apply made the change: its connections are kept
+    del flushed[:], logged[:]
+    uplinks.acted(uplinks.link('wan2', False, start + 10), ['split_access: nftables: nft -f failed'])
+    uplinks.link('wan2', True, start + 10.3)
+    uplinks.applied(applied_report())
+    uplinks.tick(start + 20)
+    assert logged[1:] == ['isp2: out: no new connections, not in the default route', 'hooks: isp2 out']
+    assert flushed == [] and uplinks.deadline() is None
+    uplinks.monitor = None

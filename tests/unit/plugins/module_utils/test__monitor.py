@@ -554,6 +554,17 @@ def test_monitor_link(probes):
     assert run_rounds(watcher, probes, 3, {'isp1': 0.01}, 100.0) == [('isp1', 'in')]
 
 
+def test_monitor_keeps_out_what_the_previous_watch_left_out(probes):
+    watcher = monitor(now=100.0, targets={'isp1': ['203.0.113.10'], 'isp3': ['203.0.113.10']})
+    went_out = time.time() - 60
+    # isp2 has no targets (only its link would bring it back), isp9 is no longer an uplink
+    assert watcher.keep_out({'isp3': went_out, 'isp2': went_out, 'isp9': went_out}) == ['isp3']
+    assert watcher.out() == {'isp3'}
+    assert watcher.figures()['isp3']['state'] == 'out'
+    assert watcher.figures()['isp3']['since'] == pytest.approx(went_out, abs=0.01)   # not since this start
+    assert run_rounds(watcher, probes, 3, {'isp1': 0.01, 'isp3': 0.01}, 100.0) == [('isp3', 'in')]
+
+
 def test_monitor_close(probes):
     watcher = monitor()
     watcher.tick(100.0)
@@ -606,6 +617,56 @@ def test_publish_and_published(tmp_path):
     assert not os.path.exists(path)
     assert _monitor.published(path) == {}
     _monitor.withdraw(path)                                     # already gone: fine
+
+
+def test_a_stopped_watch_leaves_a_record_for_the_next_one(tmp_path):
+    path = str(tmp_path / 'monitor-1.json')
+    _monitor.publish(FIGURES, path, running=False)
+    assert _monitor.published(path) == {}                     # apply and status: no watch runs
+    assert _monitor.left_out(path) == {'isp1': 12.5}
+    _monitor.publish(FIGURES, path)                           # the next watch runs
+    assert _monitor.published(path) == FIGURES
+
+
+def test_a_watch_that_died_leaves_a_record_too(tmp_path):
+    path = tmp_path / 'monitor-1.json'
+    path.write_text(json.dumps({'pid': dead_pid(), 'netns': _monitor.netns_cookie(), 'time': 1.0,
+                                'uplinks': FIGURES}))
+    assert _monitor.published(str(path)) == {}
+    assert _monitor.left_out(str(path)) == {'isp1': 12.5}
+
+
+def test_no_record_of_another_namespace(tmp_path, monkeypatch):
+    # A namespace made after the one that left the record may have its inode, not its cookie.
+    path = str(tmp_path / 'monitor-1.json')
+    _monitor.publish(FIGURES, path, running=False)
+    monkeypatch.setattr(_monitor, 'netns_cookie', lambda: 12345678901)
+    assert _monitor.left_out(path) == {}
+    monkeypatch.setattr(_monitor, 'netns_cookie', lambda: None)   # a kernel before 5.14: no way to tell
+    assert _monitor.left_out(path) == {}
+
+
+@pytest.mark.parametrize('content', [
+    None,
+    '',
+    'not json',
+    '[]',
+    '{"pid": null, "time": 1, "uplinks": {"isp1": {"state": "out", "since": 1.0}}}',   # an older watch's
+    '{"pid": null, "netns": COOKIE, "time": 1}',
+    '{"pid": null, "netns": COOKIE, "uplinks": []}',
+    '{"pid": null, "netns": COOKIE, "uplinks": {"isp1": {"state": "out"}}}',
+    '{"pid": null, "netns": COOKIE, "uplinks": {"isp1": {"state": "out", "since": "x"}}}',
+])
+def test_left_out_nothing(tmp_path, content):
+    path = tmp_path / 'monitor-1.json'
+    if content is not None:
+        path.write_text(content.replace('COOKIE', str(_monitor.netns_cookie())))
+    assert _monitor.left_out(str(path)) == {}
+
+
+def test_netns_cookie():
+    cookie = _monitor.netns_cookie()
+    assert isinstance(cookie, int) and cookie > 0 and _monitor.netns_cookie() == cookie
 
 
 def dead_pid():
