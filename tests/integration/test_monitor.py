@@ -32,16 +32,22 @@ def hook_was_told(path):
         return handle.read().splitlines()
 
 
-def test_one_isp_dies_upstream_and_comes_back(lab_factory):
+def monitored_router(lab_factory):
+    """The three_isp lab with split_access and its monitor applied, and a notification
+    hook (as mwan3 users have hotplug scripts) that records what it is told: (lab, its record)."""
     lab = lab_factory(topologies.three_isp())
     assert recap(run_playbook(lab, PLAYBOOK, nodes=['router']))['failed'] == 0
-    # a notification hook, as mwan3 users have hotplug scripts: it records what it is told
     told = os.path.join(lab.state_dir, 'hook.log')
     hooks = os.path.join(lab.etc('router'), 'netpolicy', 'routing', 'hook.d')
     os.makedirs(hooks)
     with open(os.path.join(hooks, '50-record'), 'w') as handle:
         handle.write('#!/bin/sh\necho "$1 $2" >> %s\n' % told)
     os.chmod(os.path.join(hooks, '50-record'), 0o755)
+    return lab, told
+
+
+def test_one_isp_dies_upstream_and_comes_back(lab_factory):
+    lab, told = monitored_router(lab_factory)
     watch = Watch(lab)
     held_connections = contextlib.ExitStack()
     try:
@@ -134,14 +140,7 @@ def test_one_isp_dies_upstream_and_comes_back(lab_factory):
 
 def test_a_restarted_watch_keeps_a_dead_uplink_out(lab_factory):
     # A restart of the agent's unit (an upgrade, `systemctl restart nftables`) while isp2 is dead.
-    lab = lab_factory(topologies.three_isp())
-    assert recap(run_playbook(lab, PLAYBOOK, nodes=['router']))['failed'] == 0
-    told = os.path.join(lab.state_dir, 'hook.log')
-    hooks = os.path.join(lab.etc('router'), 'netpolicy', 'routing', 'hook.d')
-    os.makedirs(hooks)
-    with open(os.path.join(hooks, '50-record'), 'w') as handle:
-        handle.write('#!/bin/sh\necho "$1 $2" >> %s\n' % told)
-    os.chmod(os.path.join(hooks, '50-record'), 0o755)
+    lab, told = monitored_router(lab_factory)
     watch = Watch(lab)
     try:
         wait_for(lambda: watch.saw('^monitor: probing isp1, isp2, isp3 every 0.5s'), 10)
@@ -188,14 +187,7 @@ def test_a_restarted_watch_keeps_a_dead_uplink_out(lab_factory):
 
 
 def test_a_failed_take_out_is_followed_up_by_the_next_apply(lab_factory, monkeypatch):
-    lab = lab_factory(topologies.three_isp())
-    assert recap(run_playbook(lab, PLAYBOOK, nodes=['router']))['failed'] == 0
-    told = os.path.join(lab.state_dir, 'hook.log')
-    hooks = os.path.join(lab.etc('router'), 'netpolicy', 'routing', 'hook.d')
-    os.makedirs(hooks)
-    with open(os.path.join(hooks, '50-record'), 'w') as handle:
-        handle.write('#!/bin/sh\necho "$1 $2" >> %s\n' % told)
-    os.chmod(os.path.join(hooks, '50-record'), 0o755)
+    lab, told = monitored_router(lab_factory)
     # A play holds the lock of the router's namespace when isp2 dies: the agent does not wait for it.
     monkeypatch.setenv('NETPOLICY_ROUTING_LOCK_TIMEOUT', '0')
     watch = Watch(lab)
