@@ -433,21 +433,25 @@ def apply_all(directory, report, check_mode=False, roles=None, out=None, fast=Fa
     dead uplink back). ``stop()``: see _lock.held (watch's SIGTERM ends a wait for
     the lock, so a unit's stop or restart is never held up by a play's change).
     """
-    if not check_mode:
-        # A change the router restarted (or lost its rollback process) before confirming:
-        # its files as they were before it, so the states below are the confirmed ones.
-        for role in _pending.recover(directory):
-            report.change(role, ['put back the files from before an unconfirmed change (its rollback process is gone)'])
-    states, problems = read_states(directory)
-    for path, problem in problems:
-        # With ``roles``, only the problems of their files: another file's damage is said
-        # by every apply of all the states, and is no failure of this one.
-        if roles is None or os.path.basename(path)[:-len('.json')] in roles:
-            report.errors.append('%s: not applied: %s' % (path, problem))
-    if out is None:
-        out = monitor_out(_monitor.published())
     try:
+        # The states are read once the lock is held: a play's change holds it from its
+        # first change to the kernel (whose events wake `watch`) to the state file it
+        # writes last, and what must be applied is that new state, not the one before.
         with _lock.held(_lock.agent_label(), log=_lock.log_to_stderr, needed=not check_mode, stop=stop):
+            if not check_mode:
+                # A change the router restarted (or lost its rollback process) before confirming:
+                # its files as they were before it, so the states below are the confirmed ones.
+                for role in _pending.recover(directory):
+                    report.change(role, ['put back the files from before an unconfirmed change '
+                                         '(its rollback process is gone)'])
+            states, problems = read_states(directory)
+            for path, problem in problems:
+                # With ``roles``, only the problems of their files: another file's damage is said
+                # by every apply of all the states, and is no failure of this one.
+                if roles is None or os.path.basename(path)[:-len('.json')] in roles:
+                    report.errors.append('%s: not applied: %s' % (path, problem))
+            if out is None:
+                out = monitor_out(_monitor.published())
             for role, state in states:
                 if roles is None or role in roles:
                     if role == 'split_access':
@@ -455,6 +459,7 @@ def apply_all(directory, report, check_mode=False, roles=None, out=None, fast=Fa
                     apply_state(role, state, report, check_mode, fast)
     except (InputError, EngineError) as exc:  # the lock: not taken in time, bad timeout, no lock file
         report.errors.append(str(exc))
+        states = read_states(directory)[0]   # not applied, but what watch follows
     return states
 
 

@@ -270,6 +270,34 @@ def test_watch_follows_its_state_files(router_lab):
     assert [line for line in watch.lines if line.startswith('error:')] == [refused], watch.lines
 
 
+def test_watch_applies_the_states_a_change_in_progress_leaves(router_lab):
+    """A play's change holds the lock while it changes the kernel, then writes its state:
+    a watch woken by the kernel's events must apply the state written, not the one before."""
+    lab = router_lab
+    path = os.path.join(lab.etc('router'), 'netpolicy', 'routing', 'split_access.json')
+    with open(path) as handle:
+        state = json.load(handle)
+    watch = Watch(lab)
+    holder = None
+    try:
+        wait_for(lambda: watch.saw('^watching '), 10)
+        time.sleep(0.3)  # its first apply (nothing to do) done
+        holder = Holder('test: a play that drops rule 3101', netns=lab.name('router'))
+        lab.ip('router', 'rule', 'del', 'priority', '3101')   # the change first, the state file last
+        time.sleep(0.5)  # the watch woke up and waits for the lock
+        state['ip_rule']['rules'] = [rule for rule in state['ip_rule']['rules'] if rule.get('priority') != 3101]
+        write_state(path, state)
+        holder.release()
+        time.sleep(1.5)  # the watch's apply, and the one for the state file
+    finally:
+        if holder is not None:
+            holder.release()
+        code = watch.stop()
+    assert code == 0, watch.lines
+    assert '3101:' not in lab.ip('router', '-4', 'rule').stdout
+    assert not [line for line in watch.lines if 'priority 3101' in line], watch.lines
+
+
 def test_usage():
     from ansible_collections.netpolicy.routing.plugins.module_utils._agent import main
     import io
