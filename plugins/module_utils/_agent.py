@@ -68,6 +68,9 @@ SETTLE = 0.2
 STATE_CHECK = 1.0
 # A hook still running after this many seconds is killed (a hung script must not pile up).
 HOOK_TIMEOUT = 60.0
+# After a failed take-out of an uplink (or its return), the state is applied again after
+# this long, then after twice as long each time it fails again, up to RETRY_MOST.
+RETRY_FIRST, RETRY_MOST = 1.0, 30.0
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -234,6 +237,8 @@ class Report:
         self.errors = []
         # (role, where) of the steps that ran without an error (see Uplinks.applied)
         self.succeeded = set()
+        # the roles a step of which had an error (see Watcher.failing)
+        self.failed = set()
 
     def change(self, role, commands):
         for command in commands:
@@ -241,6 +246,7 @@ class Report:
 
     def error(self, role, where, message):
         self.errors.append('%s: %s: %s' % (role, where, message))
+        self.failed.add(role)
 
 
 def apply_state(role, state, report, check_mode=False, fast=False):
@@ -621,8 +627,13 @@ class Watcher:
     """Which events matter: links and addresses of the states' interfaces, routes of their
     tables, their rules, and changes to their nftables tables."""
 
-    def __init__(self, states, link_up=None):
+    def __init__(self, states, link_up=None, failing=()):
         self.interfaces = dict((role, interfaces_of(state)) for role, state in states)
+        # Roles whose last apply had an error. A route, rule or nftables event does not
+        # apply them again: undoing a step that failed halfway (the engine puts back what
+        # it did) makes such events itself, and the apply would fail again at once, five
+        # times a second. A link, address or state file change does (the likely cures).
+        self.failing = set(failing)
         self.priorities = dict((role, priorities_of(state)) for role, state in states)
         self.nftables_tables = dict((role, nftables_tables_of(state)) for role, state in states)
         names = _rt_tables.table_names()
@@ -642,20 +653,20 @@ class Watcher:
             roles = set(role for role, ids in self.copied_tables.items() if event['table'] in ids)
             if event['action'] == 'delete':
                 roles.update(role for role, ids in self.set_tables.items() if event['table'] in ids)
-            return roles, None
+            return roles - self.failing, None
         if event['kind'] == 'rule':
             # Deleted by someone else (`ip rule flush`, another tool's script) or by an
             # apply of ours: applying again puts it back, or finds nothing to do.
             if event['action'] != 'delete':
                 return set(), None
             return set(role for role, ranges in self.priorities.items()
-                       if any(low <= event['priority'] <= high for low, high in ranges)), None
+                       if any(low <= event['priority'] <= high for low, high in ranges)) - self.failing, None
         if event['kind'] == 'nftables':
             # `nft flush ruleset` (`systemctl reload nftables` with Debian's nftables.conf),
             # a table, chain or rule deleted or added by hand: the table is loaded again
             # when it differs. An apply of ours changes it too; the next finds it equal.
             table = (event['family'], event['table'])
-            return set(role for role, tables in self.nftables_tables.items() if table in tables), None
+            return set(role for role, tables in self.nftables_tables.items() if table in tables) - self.failing, None
         name = event.get('ifname') or ifnames.get(event['ifindex'])
         shown = name or 'interface %d' % event['ifindex']  # already gone
         roles = set(role for role, names in self.interfaces.items() if name is None or name in names)
@@ -716,7 +727,7 @@ def _watch(directory, log):
             states = apply_all(directory, report, out=uplinks.out(), stop=signals.stopping)
             _log_report(report, log)
             uplinks.update(states)
-            watcher = Watcher(states)
+            watcher = Watcher(states, failing=report.failed)
             pending, deadline = set(), None
             files_checked = time.monotonic()
             while True:
@@ -757,6 +768,9 @@ def _watch(directory, log):
                         pending.update(ROLES)
                         deadline = deadline or now + SETTLE
                 changes += uplinks.tick(now)
+                if uplinks.retry_due(now):
+                    pending.add('split_access')
+                    deadline = deadline or now
                 if changes:
                     # At once, only what the monitor changes (balance rule, default route):
                     # new connections must stop going to a dead uplink. The whole state
@@ -773,8 +787,9 @@ def _watch(directory, log):
                     states = apply_all(directory, report, roles=pending, out=uplinks.out(), stop=signals.stopping)
                     _log_report(report, log)
                     uplinks.update(states)
-                    uplinks.applied(report)
-                    watcher = Watcher(states, link_up=watcher.link_up)
+                    uplinks.applied(report, attempted='split_access' in pending)
+                    watcher = Watcher(states, link_up=watcher.link_up,
+                                      failing=(watcher.failing - pending) | report.failed)
                     pending, deadline = set(), None
                 uplinks.publish(now)
     except Stop as exc:
@@ -803,6 +818,9 @@ class Uplinks:
         # {name: (change, taken out by its link going down)}: the latest change of each uplink
         # that an apply could not make yet; its flush and hooks wait for one that does (see applied)
         self.unacted = {}
+        # When the state is applied again for those, and the wait after that (doubled each
+        # time, up to RETRY_MOST): nothing else may come to apply it.
+        self.retry_at, self.retry_wait = None, RETRY_FIRST
 
     def update(self, states):
         """Start, restart or stop the monitor as the saved split_access state says."""
@@ -832,6 +850,8 @@ class Uplinks:
 
     def deadline(self):
         deadlines = [when for name, when in self.unflushed.items() if name not in self.unacted]
+        if self.retry_at is not None:
+            deadlines.append(self.retry_at)
         monitor_deadline = self.monitor.deadline() if self.monitor else None
         if monitor_deadline is not None:
             deadlines.append(monitor_deadline)
@@ -888,23 +908,42 @@ class Uplinks:
                 self.log('%s: could not %s: %s' % (name, 'take it out' if change == 'out' else 'take it back in',
                                                    '; '.join(errors)))
                 self.unacted[name] = (change, name in self.unflushed)
+            self.schedule_retry(time.monotonic())
             self.publish(time.monotonic(), force=True)
             return
         for name, change in changes:
             self.unacted.pop(name, None)
+        if not self.unacted:
+            self.retry_at, self.retry_wait = None, RETRY_FIRST
         self.follow_up(changes)
         self.publish(time.monotonic(), force=True)
 
-    def applied(self, report):
+    def schedule_retry(self, now):
+        if self.retry_at is None:
+            self.retry_at = now + self.retry_wait
+            self.retry_wait = min(self.retry_wait * 2, RETRY_MOST)
+
+    def retry_due(self, now):
+        """Whether the state must be applied again now for a change not made yet (see acted)."""
+        if self.retry_at is None or now < self.retry_at:
+            return False
+        self.retry_at = None
+        return True
+
+    def applied(self, report, attempted=True):
         """After an apply of the whole state (its ``report``): when it made the changes that
         could not be made at once (the steps that take an uplink out or back in all ran
-        without an error), their log lines, flush and hooks now, once."""
+        without an error), their log lines, flush and hooks now, once. ``attempted``: whether
+        that apply was one of the split_access state (else it could not make them)."""
         if not self.unacted:
             return
         needed = set(('split_access', where) for section, where, run in steps(self.state, fast=True))
         if not needed <= report.succeeded:
+            if attempted:
+                self.schedule_retry(time.monotonic())   # tried and failed again: later, once more
             return
         unacted, self.unacted = self.unacted, {}
+        self.retry_at, self.retry_wait = None, RETRY_FIRST
         self.follow_up(sorted((name, change) for name, (change, link_down) in unacted.items()),
                        link_down=set(name for name, (change, link_down) in unacted.items() if link_down))
 
@@ -1001,6 +1040,7 @@ class Uplinks:
         self.settings = None
         self.unflushed = {}
         self.unacted = {}
+        self.retry_at, self.retry_wait = None, RETRY_FIRST
 
 
 def _log_report(report, log):

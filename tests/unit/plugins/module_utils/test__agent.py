@@ -582,6 +582,27 @@ def test_rule_and_nftables_events(names, event, roles):
     assert watcher().affected(event, IFNAMES) == (roles, None)
 
 
+def test_a_failing_state_is_not_applied_again_for_its_own_undoing(names):
+    # split_access's last apply failed halfway: the engine put back what it had done, which
+    # deleted rules, routes and nftables objects of its own. Those events must not start the
+    # same failing apply again (five times a second); a link or address change still does.
+    found = watcher(failing={'split_access'})
+    assert found.affected(rule(3101, 'delete'), IFNAMES) == (set(), None)
+    assert found.affected(route(101, 'delete'), IFNAMES) == (set(), None)
+    assert found.affected(route(254, 'delete'), IFNAMES) == ({'source_routing'}, None)
+    assert found.affected(nftables('inet', 'netpolicy_split_access'), IFNAMES) == (set(), None)
+    assert found.affected(link('wan1', False), IFNAMES) == ({'split_access'}, 'wan1: down')
+    assert found.affected(address(3, '100.64.0.7/32'), IFNAMES)[0] == {'source_routing', 'split_access'}
+    assert found.affected({'kind': 'overrun'}, IFNAMES)[0] == ALL_ROLES
+
+
+def test_a_report_names_the_roles_that_failed():
+    report = agent.Report()
+    report.error('source_routing', 'ip_rule', 'boom')
+    report.errors.append('the lock: not taken')   # not a role's
+    assert report.failed == {'source_routing'}
+
+
 def test_link_lines_only_on_change(names):
     found = watcher()
     seen = [found.affected(event, IFNAMES) for event in [
@@ -1181,6 +1202,38 @@ def test_a_failed_take_out_is_followed_up_once_a_later_apply_makes_it(acting):
     assert len(logged) == 3 and flushed == [2]
 
 
+def test_a_failed_take_out_is_tried_again_later_and_later(acting):
+    uplinks, logged, flushed = acting
+    start = time.monotonic()
+    uplinks.acted([('isp2', 'out')], ['split_access: nftables: nft -f failed'])
+    assert start + 1.0 <= uplinks.retry_at < start + 1.5 and uplinks.deadline() == uplinks.retry_at
+    assert not uplinks.retry_due(uplinks.retry_at - 0.1)
+    assert uplinks.retry_due(uplinks.retry_at) and uplinks.retry_at is None
+    # that apply fails too (the lock not taken: no step ran): the next one waits twice as long
+    failed = agent.Report()
+    failed.errors.append('another netpolicy.routing run holds the lock of this network namespace')
+    before = time.monotonic()
+    uplinks.applied(failed)
+    assert before + 2.0 <= uplinks.retry_at < before + 2.5
+    uplinks.retry_at = None
+    uplinks.applied(failed)
+    uplinks.retry_at = None
+    uplinks.applied(failed)
+    uplinks.retry_at = None
+    before = time.monotonic()
+    for dummy in range(6):
+        uplinks.retry_at = None
+        uplinks.applied(failed)
+    assert uplinks.retry_at < before + agent.RETRY_MOST + 0.5    # at most RETRY_MOST
+    # an apply of the other states only: no retry counted
+    uplinks.retry_at = None
+    uplinks.applied(failed, attempted=False)
+    assert uplinks.retry_at is None
+    # made at last: followed up, nothing more to try
+    uplinks.applied(applied_report())
+    assert flushed == [2] and uplinks.retry_at is None and uplinks.retry_wait == agent.RETRY_FIRST
+
+
 def test_a_change_made_at_once_is_not_followed_up_again(acting):
     uplinks, logged, flushed = acting
     uplinks.acted([('isp2', 'out')], ['split_access: nftables: nft -f failed'])
@@ -1275,7 +1328,8 @@ def test_a_link_down_whose_take_out_failed_deletes_the_connections_once_it_is_ma
     uplinks.publish = lambda now, force=False: None  # not to this host's /run
     start = time.monotonic()
     uplinks.acted(uplinks.link('wan2', False, start), ['split_access: nftables: nft -f failed'])
-    assert uplinks.deadline() is None                # nothing to do until an apply makes it
+    # nothing to flush until an apply makes it: the only deadline is that apply, 1 s later
+    assert uplinks.deadline() == uplinks.retry_at and start + 1.0 <= uplinks.retry_at < start + 1.5
     uplinks.tick(start + 2)
     assert flushed == [] and logged == ['isp2: could not take it out: split_access: nftables: nft -f failed']
     uplinks.applied(applied_report())
