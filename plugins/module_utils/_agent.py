@@ -911,11 +911,14 @@ class Uplinks:
             self.schedule_retry(time.monotonic())
             self.publish(time.monotonic(), force=True)
             return
+        # Back in before any apply took it out: the hooks were never told it was out.
+        never_out = set(name for name, change in changes
+                        if change == 'in' and self.unacted.get(name, ('',))[0] == 'out')
         for name, change in changes:
             self.unacted.pop(name, None)
         if not self.unacted:
             self.retry_at, self.retry_wait = None, RETRY_FIRST
-        self.follow_up(changes)
+        self.follow_up(changes, never_out=never_out)
         self.publish(time.monotonic(), force=True)
 
     def schedule_retry(self, now):
@@ -947,11 +950,12 @@ class Uplinks:
         self.follow_up(sorted((name, change) for name, (change, link_down) in unacted.items()),
                        link_down=set(name for name, (change, link_down) in unacted.items() if link_down))
 
-    def follow_up(self, changes, link_down=()):
+    def follow_up(self, changes, link_down=(), never_out=()):
         """Log ``changes``, now made, delete the connections of the uplinks taken out, run the hooks.
 
         ``link_down``: uplinks taken out by their interface going down whose link came back
-        before the change was made: their connections go on (see link)."""
+        before the change was made: their connections go on (see link). ``never_out``:
+        uplinks back in whose taking out was never made: no hooks (they were not told out)."""
         out = self.out()
         for name, change in changes:
             if change == 'out' and name in self.unflushed:
@@ -965,6 +969,8 @@ class Uplinks:
             else:
                 self.log('%s: back in' % name)
                 self.unflushed.pop(name, None)
+                if name in never_out:
+                    continue
             self.run_hooks(name, change)
         marks = self.marks()
         if marks and len(out) == len(marks):

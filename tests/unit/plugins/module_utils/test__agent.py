@@ -1237,7 +1237,9 @@ def test_a_failed_take_out_is_tried_again_later_and_later(acting):
 def test_a_change_made_at_once_is_not_followed_up_again(acting):
     uplinks, logged, flushed = acting
     uplinks.acted([('isp2', 'out')], ['split_access: nftables: nft -f failed'])
+    del logged[:]
     uplinks.acted([('isp2', 'in')], [])               # back before any apply made it out
+    assert logged == ['isp2: back in']                # the hooks were never told out: nor in
     del logged[:]
     uplinks.applied(applied_report())
     assert logged == [] and flushed == []
