@@ -45,6 +45,9 @@ SO_NETNS_COOKIE = 71   # Linux 5.14 and later
 ICMP_ECHO, ICMP_ECHO_REPLY = 8, 0
 # Rounds kept for the loss and RTT figures.
 HISTORY = 20
+# How long (seconds) the record a stopped `watch` leaves keeps its uplinks out for the next
+# one: long enough for a restart of the unit, not for a watch stopped by hand for a while.
+LEFT_OUT_MAX_AGE = 60.0
 
 
 # ---------------------------------------------------------------- what an uplink being out changes
@@ -537,13 +540,17 @@ def published(path=None):
 def left_out(path=None):
     """{name: since} of the uplinks the last `watch` of this network namespace had out when it
     stopped (or died), ``since`` on the wall clock; {} when there is no record of this namespace
-    (a reboot empties /run; one of a namespace that had the same inode has another cookie)."""
+    (a reboot empties /run; one of a namespace that had the same inode has another cookie), or
+    when it is older than LEFT_OUT_MAX_AGE: the record is for a restart, and after a longer
+    stop (an `apply` may have put every uplink back since) nothing is known of the uplinks."""
     path = path or run_path()
     cookie = netns_cookie()
     try:
         with open(path) as handle:
             document = json.load(handle)
         if cookie is None or document['netns'] != cookie:
+            return {}
+        if not 0 <= time.time() - float(document['time']) <= LEFT_OUT_MAX_AGE:
             return {}
         return dict((name, float(figures['since'])) for name, figures in document['uplinks'].items()
                     if figures['state'] == 'out')

@@ -630,10 +630,20 @@ def test_a_stopped_watch_leaves_a_record_for_the_next_one(tmp_path):
 
 def test_a_watch_that_died_leaves_a_record_too(tmp_path):
     path = tmp_path / 'monitor-1.json'
-    path.write_text(json.dumps({'pid': dead_pid(), 'netns': _monitor.netns_cookie(), 'time': 1.0,
+    path.write_text(json.dumps({'pid': dead_pid(), 'netns': _monitor.netns_cookie(), 'time': time.time() - 5,
                                 'uplinks': FIGURES}))
     assert _monitor.published(str(path)) == {}
     assert _monitor.left_out(str(path)) == {'isp1': 12.5}
+
+
+@pytest.mark.parametrize('age', [_monitor.LEFT_OUT_MAX_AGE + 1, 600, -30])
+def test_an_old_record_keeps_nothing_out(tmp_path, age):
+    # A watch stopped for longer than a restart takes (an `apply` may have put every uplink
+    # back meanwhile), or a record from the future (the wall clock stepped): nothing known.
+    path = tmp_path / 'monitor-1.json'
+    path.write_text(json.dumps({'pid': None, 'netns': _monitor.netns_cookie(), 'time': time.time() - age,
+                                'uplinks': FIGURES}))
+    assert _monitor.left_out(str(path)) == {}
 
 
 def test_no_record_of_another_namespace(tmp_path, monkeypatch):
