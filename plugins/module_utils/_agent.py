@@ -841,7 +841,7 @@ class Uplinks:
                 settings.get('down', 3), settings.get('up', 3)))
             # A restarted watch (or monitor) must not give new connections to an uplink found
             # dead before: it stays out until its probes bring it back. Its connections were
-            # deleted and its hooks run when it went out.
+            # deleted and its hooks run when it went out (close records no other).
             for name in self.monitor.keep_out(_monitor.left_out()):
                 self.log('%s: out (as the previous watch left it)' % name)
 
@@ -1032,10 +1032,14 @@ class Uplinks:
     def close(self):
         if self.monitor:
             self.monitor.close()
-            if self.monitor.out():
-                # A record for the next watch (see update); apply and status no longer use it.
+            # A record for the next watch (see update); apply and status no longer use it. Only
+            # the uplinks taken out in full: one whose take-out or flush is still owed (acted,
+            # link) is left to the next watch's probes, which take it out again, flush and hooks too.
+            figures = dict((name, health) for name, health in self.monitor.figures().items()
+                           if name not in self.unacted and name not in self.unflushed)
+            if any(health['state'] == 'out' for health in figures.values()):
                 try:
-                    _monitor.publish(self.monitor.figures(), running=False)
+                    _monitor.publish(figures, running=False)
                 except OSError as exc:
                     self.log('error: cannot keep the monitor figures: %s' % exc)
                     _monitor.withdraw()

@@ -1113,6 +1113,28 @@ def test_the_monitor_counts_on_the_monotonic_clock(tmp_path, monkeypatch):
         uplinks.close()
 
 
+def test_a_take_out_still_owed_is_not_recorded_for_the_next_watch(tmp_path, monkeypatch):
+    # isp1's take-out failed (its flush and hooks still owed), isp2's link went down (its
+    # flush deferred): the next watch must not keep them out without doing those, so the
+    # record leaves them to its probes, which take them out again in full.
+    record = str(tmp_path / 'run' / 'monitor-1.json')
+    monkeypatch.setattr(agent._monitor, 'run_path', lambda: record)   # not this host's /run
+    state = dict(SPLIT_STATE, monitor={'enabled': True, 'down': 2, 'up': 2, 'targets': {
+        'isp1': ['203.0.113.10'], 'isp2': ['203.0.113.10'], 'isp3': ['203.0.113.10']}})
+    uplinks = agent.Uplinks(str(tmp_path), lambda line: None)
+    uplinks.publish = lambda now, force=False: None
+    uplinks.update([('split_access', state)])
+    now = time.monotonic()
+    for name in ('isp1', 'isp3'):
+        uplinks.monitor.health[name].record(False, None, now)
+        uplinks.monitor.health[name].record(False, None, now)
+    uplinks.acted([('isp1', 'out')], ['split_access: nftables: nft -f failed'])
+    uplinks.acted(uplinks.link('ppp0', False, now), [])     # isp2's interface
+    assert uplinks.out() == {'isp1', 'isp2', 'isp3'}
+    uplinks.close()
+    assert agent._monitor.left_out(record) == {'isp3': pytest.approx(time.time(), abs=5)}
+
+
 def test_a_restarted_watch_keeps_out_what_the_previous_one_left_out(tmp_path, monkeypatch):
     record = str(tmp_path / 'run' / 'monitor-1.json')
     monkeypatch.setattr(agent._monitor, 'run_path', lambda: record)   # not this host's /run
