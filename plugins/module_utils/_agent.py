@@ -917,9 +917,12 @@ class Uplinks:
         for name, change in changes:
             self.unacted.pop(name, None)
         if not self.unacted:
-            self.retry_at, self.retry_wait = None, RETRY_FIRST
+            self.forget_retry()
         self.follow_up(changes, never_out=never_out)
         self.publish(time.monotonic(), force=True)
+
+    def forget_retry(self):
+        self.retry_at, self.retry_wait = None, RETRY_FIRST
 
     def schedule_retry(self, now):
         if self.retry_at is None:
@@ -946,7 +949,7 @@ class Uplinks:
                 self.schedule_retry(time.monotonic())   # tried and failed again: later, once more
             return
         unacted, self.unacted = self.unacted, {}
-        self.retry_at, self.retry_wait = None, RETRY_FIRST
+        self.forget_retry()
         self.follow_up(sorted((name, change) for name, (change, link_down) in unacted.items()),
                        link_down=set(name for name, (change, link_down) in unacted.items() if link_down))
 
@@ -1050,7 +1053,7 @@ class Uplinks:
         self.settings = None
         self.unflushed = {}
         self.unacted = {}
-        self.retry_at, self.retry_wait = None, RETRY_FIRST
+        self.forget_retry()
 
 
 def _log_report(report, log):
