@@ -4,12 +4,15 @@ ansible-playbook runs apply_state (report only) on a lab router through the
 netns connection, as Ansible runs any module: its module_utils come in the
 AnsiballZ zip. After the run, each module_utils file the module imports has
 its compiled file in the cache, named by the SHA-256 of this checkout's source,
-and no other version of it. A damaged file does not break the next run, which
-writes it anew. The agent's command, run from its engine zip, keeps the
+and no other version of it; the run also leaves the startup file, through which
+the next run (the action plugin puts its directory in PYTHONPATH) keeps
+Ansible's own module_utils as well. A damaged file does not break the next run,
+which writes it anew. The agent's command, run from its engine zip, keeps the
 compiled engine the same way. The cache is the router's
 /run/netpolicy-routing/bytecode: the lab's namespaces share the host's /run, as
 they share its lock files.
 """
+import importlib
 import json
 import os
 
@@ -37,14 +40,29 @@ def writes_bytecode(monkeypatch):
     monkeypatch.setenv('ANSIBLE_PIPELINING', '1')
 
 
+# Ansible's, which the AnsiballZ wrapper imports before the module runs: a module and a package.
+ANSIBLE_IMPORTED = ['ansible.module_utils.basic', 'ansible.module_utils._internal._ansiballz._loader',
+                    'ansible.module_utils.six']
+
+
+def source_of(fullname):
+    """The source of a module_utils of this checkout, or of the controller's Ansible, as the zip has it."""
+    if fullname.startswith(_bytecode_cache.PREFIX):
+        path = os.path.join(MODULE_UTILS, fullname[len(_bytecode_cache.PREFIX):] + '.py')
+    else:
+        path = importlib.import_module(fullname).__file__
+    with open(path, encoding='utf-8') as handle:
+        return handle.read()
+
+
 def kept_file(name):
-    with open(os.path.join(MODULE_UTILS, name + '.py'), encoding='utf-8') as handle:
-        source = handle.read()
-    return os.path.join(_bytecode_cache.BYTECODE_DIR, '%s.%s' % (name, _bytecode_cache.cache_key(source)))
+    fullname = name if name.startswith('ansible.') else _bytecode_cache.PREFIX + name
+    return os.path.join(_bytecode_cache.BYTECODE_DIR, _bytecode_cache.cache_name(fullname, source_of(fullname)))
 
 
 def versions(name):
-    return sorted(entry for entry in os.listdir(_bytecode_cache.BYTECODE_DIR) if entry.startswith(name + '.'))
+    fullname = name if name.startswith('ansible.') else _bytecode_cache.PREFIX + name
+    return sorted(entry for entry in os.listdir(_bytecode_cache.BYTECODE_DIR) if entry.rpartition('.')[0] == fullname)
 
 
 def test_module_runs_keep_their_compiled_module_utils(lab_factory, writes_bytecode):
@@ -55,13 +73,17 @@ def test_module_runs_keep_their_compiled_module_utils(lab_factory, writes_byteco
 
     first = run_playbook(lab, playbook, nodes=['r01'])
     assert recap(first, 'r01')['failed'] == 0, first.stdout
-    info = os.lstat(_bytecode_cache.BYTECODE_DIR)
-    assert info.st_uid == os.geteuid() and info.st_mode & 0o777 == 0o700
+    for directory in (_bytecode_cache.BYTECODE_DIR, _bytecode_cache.STARTUP_DIR):
+        info = os.lstat(directory)
+        assert info.st_uid == os.geteuid() and info.st_mode & 0o777 == 0o700, directory
     for name in IMPORTED:
         path = kept_file(name)
         assert versions(name) == [os.path.basename(path)], name
         with open(path, 'rb') as handle:
             assert handle.read().startswith(_bytecode_cache.HEADER), name
+    startup = os.path.join(_bytecode_cache.STARTUP_DIR, _bytecode_cache.STARTUP_FILE)
+    with open(startup, encoding='utf-8') as handle:
+        assert handle.read() == _bytecode_cache.startup_text(source_of(_bytecode_cache.__name__))
 
     damaged = kept_file('_apply')
     with open(damaged, 'wb') as handle:
@@ -71,6 +93,9 @@ def test_module_runs_keep_their_compiled_module_utils(lab_factory, writes_byteco
     with open(damaged, 'rb') as handle:
         assert handle.read().startswith(_bytecode_cache.HEADER)
     assert versions('_apply') == [os.path.basename(damaged)]
+    # the second run started with the startup file in place
+    for name in ANSIBLE_IMPORTED:
+        assert versions(name) == [os.path.basename(kept_file(name))], name
 
 
 def test_the_agent_keeps_its_compiled_engine(lab_factory, writes_bytecode, tmp_path):

@@ -7,6 +7,7 @@ module run imports its module_utils from the zip Ansible sends.
 import itertools
 import marshal
 import os
+import subprocess
 import sys
 import traceback
 import zipfile
@@ -23,6 +24,7 @@ VALUE = %r
 def fail():
     raise ValueError('failed on purpose')
 '''
+SUB = 'SUB = True\n'
 _COUNTER = itertools.count(1)
 
 
@@ -32,16 +34,17 @@ class ZipPackage:
     def __init__(self, tmp_path, directory):
         self.name = 'npr_bc_%d' % next(_COUNTER)
         self.tmp_path = tmp_path
-        self.finder = _bytecode_cache.BytecodeFinder(prefix=self.name + '.', directory=str(directory))
+        self.finder = _bytecode_cache.BytecodeFinder(prefixes=(self.name + '.',), directory=str(directory))
         self.paths = []
 
     def write(self, value='one', extra=None):
-        """A new zip (as each module run gets its own) with mod.py and sub/__init__.py."""
+        """A new zip (as each module run gets its own) with mod.py, sub/__init__.py and sub/leaf.py."""
         path = str(self.tmp_path / ('payload-%d.zip' % next(_COUNTER)))
         with zipfile.ZipFile(path, 'w') as archive:
             archive.writestr(self.name + '/__init__.py', '')
             archive.writestr(self.name + '/mod.py', MODULE % value)
-            archive.writestr(self.name + '/sub/__init__.py', 'SUB = True\n')
+            archive.writestr(self.name + '/sub/__init__.py', SUB)
+            archive.writestr(self.name + '/sub/leaf.py', 'LEAF = True\n')
             for name, text in (extra or {}).items():
                 archive.writestr('%s/%s' % (self.name, name), text)
         self.forget()
@@ -86,6 +89,10 @@ def cached_files(directory):
     return sorted(os.listdir(str(directory))) if directory.exists() else []
 
 
+def cache_name(package, name, source):
+    return _bytecode_cache.cache_name('%s.%s' % (package.name, name), source)
+
+
 def test_first_run_compiles_and_keeps_the_module(package, cache_dir):
     zip_path = package.write()
     module = package.load()
@@ -93,7 +100,7 @@ def test_first_run_compiles_and_keeps_the_module(package, cache_dir):
     assert isinstance(module.__loader__, _bytecode_cache.CachedSourceLoader)
     assert module.__file__ == os.path.join(zip_path, package.name, 'mod.py')
     source = MODULE % 'one'
-    assert cached_files(cache_dir) == ['mod.' + _bytecode_cache.cache_key(source)]
+    assert cached_files(cache_dir) == [cache_name(package, 'mod', source)]
     assert os.stat(str(cache_dir)).st_mode & 0o777 == 0o700
     kept = cache_dir / cached_files(cache_dir)[0]
     assert os.stat(str(kept)).st_mode & 0o777 == 0o600
@@ -144,8 +151,8 @@ def test_a_new_version_replaces_the_old_file(package, cache_dir):
     package.write('two', extra={'other.py': 'OTHER = 1\n'})
     package.load('other')
     assert package.load().VALUE == 'two'
-    assert cached_files(cache_dir) == sorted(['mod.' + _bytecode_cache.cache_key(MODULE % 'two'),
-                                              'other.' + _bytecode_cache.cache_key('OTHER = 1\n')])
+    assert cached_files(cache_dir) == sorted([cache_name(package, 'mod', MODULE % 'two'),
+                                              cache_name(package, 'other', 'OTHER = 1\n')])
 
 
 @pytest.mark.parametrize('damage', [b'', b'garbage', _bytecode_cache.HEADER, _bytecode_cache.HEADER + b'\xff\x00'],
@@ -197,11 +204,21 @@ def test_dont_write_bytecode_reads_but_writes_nothing(package, cache_dir, monkey
     assert cached_files(cache_dir) == before
 
 
-def test_packages_and_other_names_are_left_to_python(package, cache_dir):
-    package.write()
+def test_packages_load_through_the_cache_too(package, cache_dir):
+    zip_path = package.write()
     sub = package.load('sub')
     assert sub.SUB is True
-    assert isinstance(sub.__loader__, zipimport.zipimporter)
+    assert isinstance(sub.__loader__, _bytecode_cache.CachedSourceLoader)
+    assert sub.__file__ == os.path.join(zip_path, package.name, 'sub', '__init__.py')
+    assert sub.__path__ == [os.path.join(zip_path, package.name, 'sub')]
+    assert package.load('sub.leaf').LEAF is True
+    assert cached_files(cache_dir) == sorted([cache_name(package, 'sub', SUB), cache_name(package, 'sub.leaf', 'LEAF = True\n')])
+
+
+def test_other_names_are_left_to_python(package, cache_dir):
+    package.write()
+    __import__(package.name)
+    assert isinstance(sys.modules[package.name].__loader__, zipimport.zipimporter)  # outside the prefix
     assert package.finder.find_spec('json', None) is None
     assert cached_files(cache_dir) == []
 
@@ -222,15 +239,107 @@ def test_installed_only_when_loaded_from_a_zip(monkeypatch):
     assert not any(isinstance(finder, _bytecode_cache.BytecodeFinder) for finder in sys.meta_path)
 
 
-def test_installed_once_and_first_when_loaded_from_a_zip(tmp_path, monkeypatch):
-    monkeypatch.setattr(sys, 'meta_path', [finder for finder in sys.meta_path
-                                           if not isinstance(finder, _bytecode_cache.BytecodeFinder)])
+COLLECTION_DIR = 'ansible_collections/netpolicy/routing/plugins/module_utils/'
+
+
+def module_run_zip(tmp_path):
+    """A zip with this file where a module run's has it; its zipimporter, and the source."""
+    with open(_bytecode_cache.__file__, encoding='utf-8') as handle:
+        source = handle.read()
     path = str(tmp_path / 'payload.zip')
     with zipfile.ZipFile(path, 'w') as archive:
-        archive.writestr('x.py', '')
-    importer = zipimport.zipimporter(path)
-    assert _bytecode_cache.install(importer) is True
-    assert _bytecode_cache.install(importer) is True
+        archive.writestr(COLLECTION_DIR + '_bytecode_cache.py', source)
+    return zipimport.zipimporter(os.path.join(path, COLLECTION_DIR)), source
+
+
+@pytest.fixture
+def startup_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, 'dont_write_bytecode', False)  # as on a router (the test run may set it)
+    monkeypatch.setattr(sys, 'meta_path', [finder for finder in sys.meta_path
+                                           if not isinstance(finder, _bytecode_cache.BytecodeFinder)])
+    return tmp_path / 'python'
+
+
+def test_installed_once_and_first_when_loaded_from_a_zip(tmp_path, startup_dir):
+    importer, source = module_run_zip(tmp_path)
+    assert _bytecode_cache.install(importer, str(startup_dir)) is True
+    assert _bytecode_cache.install(importer, str(startup_dir)) is True
     finders = [finder for finder in sys.meta_path if isinstance(finder, _bytecode_cache.BytecodeFinder)]
     assert len(finders) == 1 and sys.meta_path[0] is finders[0]
-    assert finders[0].prefix == _bytecode_cache.PREFIX and finders[0].directory == _bytecode_cache.BYTECODE_DIR
+    assert finders[0].prefixes == (_bytecode_cache.PREFIX,) and finders[0].directory == _bytecode_cache.BYTECODE_DIR
+    # and the startup file for the next run
+    startup = startup_dir / _bytecode_cache.STARTUP_FILE
+    assert startup.read_text() == _bytecode_cache.startup_text(source)
+    assert startup.read_text().endswith("\n\nstart(__file__, '/run/netpolicy-routing/bytecode')\n")
+    assert os.stat(str(startup_dir)).st_mode & 0o777 == 0o700 and os.stat(str(startup)).st_mode & 0o777 == 0o600
+
+
+def test_loaded_through_the_cache_counts_as_from_a_zip(tmp_path, startup_dir):
+    importer, source = module_run_zip(tmp_path)
+    loader = _bytecode_cache.CachedSourceLoader(importer, 'ignored', None)
+    assert _bytecode_cache.install(loader, str(startup_dir)) is True
+    assert (startup_dir / _bytecode_cache.STARTUP_FILE).read_text() == _bytecode_cache.startup_text(source)
+
+
+def test_the_startup_file_is_written_only_when_it_differs(tmp_path, startup_dir):
+    importer, source = module_run_zip(tmp_path)
+    _bytecode_cache.install(importer, str(startup_dir))
+    startup = startup_dir / _bytecode_cache.STARTUP_FILE
+    before = os.stat(str(startup)).st_ino
+    _bytecode_cache.install(importer, str(startup_dir))
+    assert os.stat(str(startup)).st_ino == before
+    startup.write_text('an older version')
+    _bytecode_cache.install(importer, str(startup_dir))
+    assert startup.read_text() == _bytecode_cache.startup_text(source)
+
+
+def test_no_startup_file_where_others_can_write_or_python_writes_nothing(tmp_path, startup_dir, monkeypatch):
+    importer = module_run_zip(tmp_path)[0]
+    startup_dir.mkdir(mode=0o755)
+    os.chmod(str(startup_dir), 0o755)
+    assert _bytecode_cache.install(importer, str(startup_dir)) is True  # the finder, still
+    assert cached_files(startup_dir) == []
+    os.chmod(str(startup_dir), 0o700)
+    monkeypatch.setattr(sys, 'dont_write_bytecode', True)
+    _bytecode_cache.install(importer, str(startup_dir))
+    assert cached_files(startup_dir) == []
+
+
+def test_a_zip_without_this_file_writes_no_startup_file(tmp_path, startup_dir):
+    path = str(tmp_path / 'other.zip')
+    with zipfile.ZipFile(path, 'w') as archive:
+        archive.writestr('x.py', '')
+    assert _bytecode_cache.install(zipimport.zipimporter(path), str(startup_dir)) is True
+    assert cached_files(startup_dir) == []
+
+
+def test_python_started_with_the_startup_file_keeps_ansibles_module_utils(tmp_path):
+    # A Python started as the action plugin starts the module: the startup directory first in
+    # PYTHONPATH, here followed by one with the sitecustomize it hides.
+    with open(_bytecode_cache.__file__, encoding='utf-8') as handle:
+        source = handle.read()
+    cache = tmp_path / 'bytecode'
+    startup = tmp_path / 'python'
+    startup.mkdir(mode=0o700)
+    (startup / _bytecode_cache.STARTUP_FILE).write_text(_bytecode_cache.startup_text(source, str(cache)))
+    hidden = tmp_path / 'hidden'
+    hidden.mkdir()
+    marker = tmp_path / 'hidden-ran'
+    (hidden / 'sitecustomize.py').write_text('open(%r, "w").close()\n' % str(marker))
+    payload = str(tmp_path / 'payload.zip')
+    with zipfile.ZipFile(payload, 'w') as archive:
+        archive.writestr('ansible/__init__.py', '')
+        archive.writestr('ansible/module_utils/__init__.py', '')
+        archive.writestr('ansible/module_utils/basic.py', 'VALUE = 1\n')
+    script = ('import sys; sys.path.insert(0, %r); import ansible.module_utils.basic as basic; '
+              'print(type(basic.__loader__).__name__, basic.VALUE, sys.modules["sitecustomize"].__file__)' % payload)
+    environment = dict(os.environ, PYTHONPATH='%s:%s' % (startup, hidden))
+    environment.pop('PYTHONDONTWRITEBYTECODE', None)
+    for _run in range(2):
+        ran = subprocess.run([sys.executable, '-c', script], env=environment, capture_output=True, text=True,
+                             check=False, timeout=60)
+        assert ran.returncode == 0 and not ran.stderr, ran.stderr
+        assert ran.stdout.split() == ['CachedSourceLoader', '1', str(startup / _bytecode_cache.STARTUP_FILE)]
+        assert marker.exists()
+        assert cached_files(cache) == [_bytecode_cache.cache_name('ansible.module_utils.basic', 'VALUE = 1\n')]
+        marker.unlink()
