@@ -24,10 +24,17 @@ during a run do not show up as changes.
     .venv/bin/python bench/fleet.py --routers 1 --count-execs   # commands run per router (-vvv)
     .venv/bin/python bench/fleet.py --cpu    # also: CPU time of the routers' Pythons vs the controller's
 
-With --cpu the routers' Python is a wrapper script that appends the CPU time of
-each module process to a file; the rest of ansible-playbook's CPU time (its
-children included: the netns connection's `ip netns exec`) is the controller's.
-The wrapper adds a shell per module run, so times are a little higher than without.
+Each router's Python is a script that runs the module in a mount namespace of its
+own, where the router's own directories are bound over the modules' caches in /run
+(plugins/module_utils/_bytecode_cache.py): on a fleet each router has its own /run,
+here the routers share the host's. The converge starts with every router's caches
+empty, as on routers the collection never ran on; the no-op finds what the converge
+left, as any later run. The script adds `unshare`, two mounts and a shell to every
+module run, the baseline's too.
+
+With --cpu that script also appends the CPU time of each module process to a file;
+the rest of ansible-playbook's CPU time (its children included: the netns
+connection's `ip netns exec`) is the controller's.
 
 With FLEET_TIMER_PROGRESS=FILE in the environment, the callback also writes the
 tasks done so far to FILE after each task (40 routers take long: about 40 minutes
@@ -49,7 +56,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, '.cache', 'collections'))  # the collection, linked by scripts/bootstrap
 
-from ansible_collections.netpolicy.routing.plugins.module_utils._bytecode_cache import BYTECODE_DIR  # noqa: E402
+from ansible_collections.netpolicy.routing.plugins.module_utils._bytecode_cache import BYTECODE_DIR, STARTUP_DIR  # noqa: E402
 from tests.lab.lab import Lab  # noqa: E402
 from tests.lab.topologies import fleet as fleet_topology  # noqa: E402
 
@@ -104,28 +111,59 @@ def write_playbooks(workdir):
     return paths
 
 
-# The routers' Python for --cpu: bash's `times` after the module process ends
-# writes two lines, the shell's own CPU time and its children's (the module's).
-CPU_WRAPPER = '''#!/bin/bash
-%(python)s "$@"
+# Each router's Python. On a fleet every router has its own /run, so its module runs keep
+# their compiled module_utils for its later runs only (_bytecode_cache). The lab's routers
+# share the host's /run: each module process runs in a mount namespace of its own, with
+# the router's directories bound over the cache's. With --cpu, bash's `times` after the
+# module process ends writes two lines, the shell's own CPU time and its children's (the
+# module's).
+ROUTER_PYTHON = """#!/bin/bash
+exec unshare --mount --propagation private /bin/bash -c '
+mount --bind %(run)s/bytecode %(bytecode)s && mount --bind %(run)s/python %(startup)s || exit 111
+%(python)s
+' bash "$@"
+"""
+PYTHON = '/usr/bin/python3 "$@"'
+PYTHON_CPU = PYTHON + """
 status=$?
 times >> %(log)s
-exit $status
-'''
+exit $status"""
 
 
-def write_cpu_wrapper(workdir):
-    """(wrapper path, log path): the interpreter that logs each module process's CPU time."""
-    log = os.path.join(workdir, 'router-cpu.log')
-    path = os.path.join(workdir, 'python-cpu')
-    with open(path, 'w') as handle:
-        handle.write(CPU_WRAPPER % {'python': '/usr/bin/python3', 'log': log})
-    os.chmod(path, 0o755)
-    return path, log
+def write_router_pythons(workdir, names, cpu=False):
+    """({router: its Python}, the --cpu log or None): the interpreters that give each router its caches."""
+    log = os.path.join(workdir, 'router-cpu.log') if cpu else None
+    for directory in (BYTECODE_DIR, STARTUP_DIR):  # where the routers' directories are bound
+        os.makedirs(directory, 0o700, exist_ok=True)
+    pythons = {}
+    for name in names:
+        path = os.path.join(workdir, 'python-' + name)
+        with open(path, 'w') as handle:
+            handle.write(ROUTER_PYTHON % {'run': router_run_dir(workdir, name), 'bytecode': BYTECODE_DIR,
+                                          'startup': STARTUP_DIR,
+                                          'python': PYTHON_CPU % {'log': log} if cpu else 'exec ' + PYTHON})
+        os.chmod(path, 0o755)
+        pythons[name] = path
+    empty_caches(workdir, names)
+    return pythons, log
+
+
+def router_run_dir(workdir, name):
+    return os.path.join(workdir, 'run', name)
+
+
+def empty_caches(workdir, names):
+    """Every router's caches empty, as on routers this collection never ran on."""
+    for name in names:
+        for directory in ('bytecode', 'python'):
+            path = os.path.join(router_run_dir(workdir, name), directory)
+            shutil.rmtree(path, ignore_errors=True)
+            os.makedirs(path, 0o700)
+            os.chmod(path, 0o700)
 
 
 def router_cpu(log):
-    """(seconds, module runs) in the log of the wrapper, which is then emptied."""
+    """(seconds, module runs) in the log of the --cpu Pythons, which is then emptied."""
     with open(log) as handle:
         lines = [line for line in handle.read().splitlines() if line.strip()]
     open(log, 'w').close()
@@ -137,33 +175,23 @@ def router_cpu(log):
     return total, len(lines) // 2
 
 
-def write_inventory(lab, routers, workdir, python=None):
+def write_inventory(lab, routers, workdir, pythons):
     inventory = lab.inventory(routers)
     inventory['all']['children'] = {'routers': {'hosts': dict((router, {}) for router in routers)}}
-    if python:
-        for values in inventory['all']['hosts'].values():
-            values['ansible_python_interpreter'] = python
+    for router, values in inventory['all']['hosts'].items():
+        values['ansible_python_interpreter'] = pythons[router]
     path = os.path.join(workdir, 'inventory.json')
     with open(path, 'w') as handle:
         json.dump(inventory, handle)
     return path
 
 
-def run_playbook(inventory, playbook, forks, workdir, count_execs=False, cold=False):
-    """Run one playbook; return (wall seconds of the whole ansible-playbook, fleet_timer's record).
-
-    The routers keep their modules' compiled module_utils (_bytecode_cache), as on a
-    fleet that ran the collection before. All routers of the lab share the host's
-    /run, so ``cold`` empties that cache and keeps it empty for the run: every
-    module compiles its module_utils, as on the first run of a new collection version.
-    """
+def run_playbook(inventory, playbook, forks, workdir, count_execs=False):
+    """Run one playbook; return (wall seconds of the whole ansible-playbook, fleet_timer's record)."""
     env = dict(os.environ)
     # Here the connection is local, so the controller's PYTHONDONTWRITEBYTECODE would reach
     # the modules; on a router it does not.
     env.pop('PYTHONDONTWRITEBYTECODE', None)
-    if cold:
-        shutil.rmtree(BYTECODE_DIR, ignore_errors=True)
-        env['PYTHONDONTWRITEBYTECODE'] = '1'
     if count_execs:
         # the netns connection logs every command it runs in a router at -vvv (slower: not for timing)
         env['ANSIBLE_VERBOSITY'] = '3'
@@ -212,19 +240,20 @@ def one_round(routers, forks, workdir, progress=None, count_execs=False, cpu=Fal
     run of the median time (``baseline_seconds`` lists them all).
     """
     results = {'forks': forks}
-    wrapper, log = write_cpu_wrapper(workdir) if cpu else (None, None)
     baseline_runs = []
     with Lab(fleet_topology(routers)) as lab:
         names = ['r%02d' % number for number in range(1, routers + 1)]
-        inventory = write_inventory(lab, names, workdir, python=wrapper)
+        pythons, log = write_router_pythons(workdir, names, cpu)
+        inventory = write_inventory(lab, names, workdir, pythons)
         playbooks = write_playbooks(workdir)
         steps = [('baseline', 'baseline'), ('converge', 'roles'), ('no-op', 'roles')]
         steps += [('baseline', 'baseline')] * (baselines - 1)
         for step, playbook in steps:
             if log:
                 open(log, 'w').close()
-            # the converge as the first run of this collection on a fleet; the no-op as any later run
-            run = run_playbook(inventory, playbooks[playbook], forks, workdir, count_execs, cold=step == 'converge')
+            if step == 'converge':  # the first run of this collection on a fleet; the no-op as any later run
+                empty_caches(workdir, names)
+            run = run_playbook(inventory, playbooks[playbook], forks, workdir, count_execs)
             if log:
                 run[1]['router_cpu_seconds'], run[1]['module_runs'] = router_cpu(log)
             results[step] = run
