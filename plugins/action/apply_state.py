@@ -14,9 +14,8 @@ then drops the connection and confirms over a new one, which disarms it. If the
 change cut the path to the router, the new connection fails, the task says so,
 and the router puts its previous state back by itself.
 
-The module runs with the router's STARTUP_DIR first in PYTHONPATH: there, from
-the second run on, Python finds the startup file that keeps Ansible's own
-module_utils compiled as well (plugins/module_utils/_bytecode_cache.py).
+The module runs with the router's STARTUP_DIR first in PYTHONPATH
+(plugins/plugin_utils/_startup_dir.py).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -26,11 +25,11 @@ __metaclass__ = type
 from ansible.errors import AnsibleConnectionFailure
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.netpolicy.routing.plugins.module_utils._bytecode_cache import STARTUP_DIR
 from ansible_collections.netpolicy.routing.plugins.plugin_utils import _reply_via_same_router
 from ansible_collections.netpolicy.routing.plugins.plugin_utils import _source_routing
 from ansible_collections.netpolicy.routing.plugins.plugin_utils import _split_access
 from ansible_collections.netpolicy.routing.plugins.plugin_utils._role_input import to_int
+from ansible_collections.netpolicy.routing.plugins.plugin_utils._startup_dir import StartupDirEnvironment
 
 ROLE_INPUTS = {
     'reply_via_same_router': _reply_via_same_router.role_input,
@@ -62,13 +61,6 @@ def module_args(args):
     return args, []
 
 
-def with_startup_dir(environment):
-    """The module's environment, with the router's STARTUP_DIR first in PYTHONPATH."""
-    environment = dict(environment)
-    environment['PYTHONPATH'] = ':'.join(path for path in (STARTUP_DIR, environment.get('PYTHONPATH')) if path)
-    return environment
-
-
 def confirm_failure(role, timeout, confirmed, variables):
     """The message of a change that could not be confirmed over a new connection."""
     setting = '%s_confirm_timeout' % role if variables else 'confirm_timeout'
@@ -78,7 +70,7 @@ def confirm_failure(role, timeout, confirmed, variables):
             'already did' % (role, what, (confirmed.get('msg') or '').strip(), timeout, setting))
 
 
-class ActionModule(ActionBase):
+class ActionModule(StartupDirEnvironment, ActionBase):
     TRANSFERS_FILES = False
 
     def run(self, tmp=None, task_vars=None):
@@ -113,15 +105,6 @@ class ActionModule(ActionBase):
             result.update(changed=True, commands=confirmed.get('commands', []),
                           msg='the reply of the change was lost, but it was made and is confirmed')
         return result  # still unreachable: the connection failed before anything was armed
-
-    def _compute_environment_string(self, raw_environment_out=None):
-        environment = {}
-        super(ActionModule, self)._compute_environment_string(environment)
-        environment = with_startup_dir(environment)
-        if isinstance(raw_environment_out, dict):
-            raw_environment_out.clear()
-            raw_environment_out.update(environment)
-        return self._connection._shell.env_prefix(**environment)
 
     def _run_module(self, args, task_vars):
         return self._execute_module(module_name='netpolicy.routing.apply_state', module_args=args,

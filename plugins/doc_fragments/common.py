@@ -47,7 +47,7 @@ notes:
   - The module keeps the compiled code of the collection's module_utils in C(/run/netpolicy-routing/bytecode)
     (a directory of the user the module runs as, mode 0700, emptied by a reboot), so that later runs do not compile
     it again. Nothing is written there when E(PYTHONDONTWRITEBYTECODE) is set on the managed host.
-  - It also writes C(/run/netpolicy-routing/python/sitecustomize.py) (same rules). The roles' tasks put that
-    directory first in E(PYTHONPATH), so that Python keeps Ansible's own module_utils in the same cache as well,
-    from the second module run on a router. That file runs the C(sitecustomize) it hides.
+  - It also writes C(/run/netpolicy-routing/python/sitecustomize.py) (same rules). The module's action plugin puts
+    that directory first in E(PYTHONPATH), so that Python keeps Ansible's own module_utils in the same cache as
+    well, from the second module run on a router. That file runs the C(sitecustomize) it hides.
 '''

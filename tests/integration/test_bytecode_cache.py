@@ -98,6 +98,36 @@ def test_module_runs_keep_their_compiled_module_utils(lab_factory, writes_byteco
         assert versions(name) == [os.path.basename(kept_file(name))], name
 
 
+# Each module of the collection, in check mode, with arguments that ask for nothing there.
+EVERY_MODULE = [{
+    'hosts': 'all',
+    'gather_facts': False,
+    'check_mode': True,
+    'tasks': [
+        {'netpolicy.routing.apply_state': {'role': 'source_routing', 'dependencies': 'report'}},
+        {'netpolicy.routing.ip_rule': {'priority': 1990, 'from': '192.0.2.9', 'table': 100, 'state': 'absent'}},
+        {'netpolicy.routing.route_table': {'table': 100, 'routes': []}},
+        {'netpolicy.routing.rt_tables_entry': {'name': 'npr-startup', 'state': 'absent'}},
+        {'netpolicy.routing.connmark_return': {'name': 'startup', 'state': 'absent'}},
+    ],
+}]
+
+
+def test_every_module_starts_with_the_startup_dir_in_pythonpath(lab_factory, monkeypatch):
+    lab = lab_factory(topologies.fleet(1))
+    playbook = os.path.join(lab.state_dir, 'every-module.yml')
+    with open(playbook, 'w') as handle:
+        json.dump(EVERY_MODULE, handle)
+    monkeypatch.setenv('ANSIBLE_PIPELINING', '1')
+    monkeypatch.setenv('ANSIBLE_VERBOSITY', '3')  # the netns connection shows each command it runs
+    proc = run_playbook(lab, playbook, nodes=['r01'])
+    assert recap(proc, 'r01') == dict(recap(proc, 'r01'), failed=0, changed=0), proc.stdout
+    python_runs = [line for line in proc.stdout.splitlines() if ' EXEC ' in line and 'python' in line]
+    assert len(python_runs) == len(EVERY_MODULE[0]['tasks']), proc.stdout
+    for line in python_runs:
+        assert 'PYTHONPATH=%s ' % _bytecode_cache.STARTUP_DIR in line, line
+
+
 def test_the_agent_keeps_its_compiled_engine(lab_factory, writes_bytecode, tmp_path):
     lab = lab_factory(topologies.fleet(1))
     # The agent as apply_state installs it: its command, and the engine zip built from these sources.

@@ -66,32 +66,6 @@ def test_every_role_of_the_module_has_its_input():
     assert sorted(apply_state.ROLE_INPUTS) == sorted(APPLY_STATE_SPEC['role']['choices'])
 
 
-def test_the_module_runs_with_the_startup_dir_first_in_pythonpath():
-    from ansible_collections.netpolicy.routing.plugins.module_utils._bytecode_cache import STARTUP_DIR
-    assert apply_state.with_startup_dir({'LANG': 'C'}) == {'LANG': 'C', 'PYTHONPATH': STARTUP_DIR}
-    assert apply_state.with_startup_dir({'PYTHONPATH': '/opt/lib'}) == {'PYTHONPATH': STARTUP_DIR + ':/opt/lib'}
-
-
-def test_the_environment_string_has_the_task_environment_and_the_startup_dir(monkeypatch):
-    from ansible.plugins.action import ActionBase
-
-    def task_environment(self, raw_environment_out=None):
-        raw_environment_out.update(LANG='C', PYTHONPATH='/opt/lib')
-        return 'ignored'
-
-    class Shell(object):
-        @staticmethod
-        def env_prefix(**environment):
-            return ' '.join('%s=%s' % item for item in sorted(environment.items()))
-    monkeypatch.setattr(ActionBase, '_compute_environment_string', task_environment)
-    action = object.__new__(apply_state.ActionModule)
-    action._connection = type('Connection', (object,), {'_shell': Shell()})()
-    raw = {}
-    text = action._compute_environment_string(raw)
-    assert text == 'LANG=C PYTHONPATH=%s:/opt/lib' % apply_state.STARTUP_DIR
-    assert raw == {'LANG': 'C', 'PYTHONPATH': apply_state.STARTUP_DIR + ':/opt/lib'}
-
-
 class FakeTask(object):
     def __init__(self, args, check_mode=False):
         self.args = args
