@@ -71,6 +71,14 @@ HOOK_TIMEOUT = 60.0
 # After a failed take-out of an uplink (or its return), the state is applied again after
 # this long, then after twice as long each time it fails again, up to RETRY_MOST.
 RETRY_FIRST, RETRY_MOST = 1.0, 30.0
+# Something that keeps undoing a state (another tool deleting its rules, a firewall
+# manager loading a ruleset without its table) would have watch put it back five times a
+# second. After REPAIRS_MAX repairs within REPAIRS_WINDOW, that state's route, rule and
+# nftables events wait: it is put back HOLD_FIRST later, then twice as late each time it
+# is undone again soon after, up to HOLD_MOST; a REPAIRS_WINDOW without a repair ends it.
+REPAIRS_MAX, REPAIRS_WINDOW = 5, 30.0
+HOLD_FIRST, HOLD_MOST = 2.0, 30.0
+REPAIR_EVENTS = ('route', 'rule', 'nftables')
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -235,6 +243,8 @@ class Report:
     def __init__(self):
         self.changes = []
         self.errors = []
+        # the roles a step of which changed something (see Repairs)
+        self.changed = set()
         # (role, where) of the steps that ran without an error (see Uplinks.applied)
         self.succeeded = set()
         # the roles a step of which had an error (see Watcher.failing)
@@ -243,6 +253,7 @@ class Report:
     def change(self, role, commands):
         for command in commands:
             self.changes.extend('%s: %s' % (role, line) for line in command.splitlines())
+            self.changed.add(role)
 
     def error(self, role, where, message):
         self.errors.append('%s: %s: %s' % (role, where, message))
@@ -684,6 +695,54 @@ class Watcher:
         return roles, '%s: address %s %s' % (shown, event['address'], 'added' if event['action'] == 'new' else 'removed')
 
 
+class Repairs:
+    """The states something else keeps undoing, whose route, rule and nftables events wait (REPAIRS_MAX)."""
+
+    def __init__(self):
+        self.times = {}  # {role: the times of its repairs within REPAIRS_WINDOW}
+        self.wait = {}  # {role: how long its events wait now}, until a REPAIRS_WINDOW without a repair
+        self.until = {}  # {role: when it is applied again}: its events wait until then
+
+    def held(self, now):
+        return set(role for role, until in self.until.items() if now < until)
+
+    def deadline(self):
+        return min(self.until.values()) if self.until else None
+
+    def due(self, now):
+        """The roles whose wait is over: applied again now, as any event of theirs would have."""
+        roles = set(role for role, until in self.until.items() if now >= until)
+        for role in roles:
+            del self.until[role]
+        return roles
+
+    def repaired(self, roles, now):
+        """``roles`` were put back after events of their own; the log lines of those that must now wait."""
+        lines = []
+        for role in sorted(roles):
+            times = [when for when in self.times.get(role, ()) if now - when < REPAIRS_WINDOW] + [now]
+            self.times[role] = times
+            if role in self.wait:  # undone again soon after its last wait
+                self.wait[role] = min(self.wait[role] * 2, HOLD_MOST)
+            elif len(times) >= REPAIRS_MAX:
+                self.wait[role] = HOLD_FIRST
+            else:
+                continue
+            self.until[role] = now + self.wait[role]
+            lines.append('%s: put back %d times in %g s: something keeps undoing it; its route, rule and nftables '
+                         'events now wait %g s' % (role, len(times), REPAIRS_WINDOW, self.wait[role]))
+        return lines
+
+    def forget(self, now):
+        """The log lines of the roles that stayed in place for REPAIRS_WINDOW: their events count at once again."""
+        lines = []
+        for role in sorted(self.wait):
+            if role not in self.until and now - self.times[role][-1] >= REPAIRS_WINDOW:
+                del self.wait[role], self.times[role]
+                lines.append('%s: not undone for %g s: its events count at once again' % (role, REPAIRS_WINDOW))
+        return lines
+
+
 def _table_ids(tables, names):
     ids = set()
     for table in tables:
@@ -728,14 +787,17 @@ def _watch(directory, log):
             _log_report(report, log)
             uplinks.update(states)
             watcher = Watcher(states, failing=report.failed)
-            pending, deadline = set(), None
+            repairs = Repairs()
+            # The roles to apply at deadline; of those, the ones only their own route, rule
+            # or nftables events asked for (a repair, see Repairs).
+            pending, repairing, deadline = set(), set(), None
             files_checked = time.monotonic()
             while True:
                 # Deadlines and intervals on the monotonic clock: a step of the wall
                 # clock (NTP, an operator) must neither stall the loop nor hurry it.
                 now = time.monotonic()
-                deadlines = [when for when in (deadline, uplinks.deadline(), files_checked + STATE_CHECK)
-                             if when is not None]
+                deadlines = [when for when in (deadline, uplinks.deadline(), files_checked + STATE_CHECK,
+                                               repairs.deadline()) if when is not None]
                 readable, writable = uplinks.wait_on()
                 ready = signals.wait(sockets + readable, writable, max(0.0, min(deadlines) - now))
                 now = time.monotonic()
@@ -751,6 +813,11 @@ def _watch(directory, log):
                         roles, line = watcher.affected(event, ifnames)
                         if line:
                             log(line)
+                        if event['kind'] in REPAIR_EVENTS:
+                            roles -= repairs.held(now)
+                            repairing.update(roles - pending)
+                        else:
+                            repairing -= roles
                         if roles:
                             pending.update(roles)
                             deadline = deadline or now + SETTLE
@@ -766,10 +833,17 @@ def _watch(directory, log):
                             % ', '.join(changed_files(files, seen)))
                         files = seen
                         pending.update(ROLES)
+                        repairing.clear()
                         deadline = deadline or now + SETTLE
+                due = repairs.due(now)
+                if due:  # a wait is over: put back what was undone meanwhile
+                    pending.update(due)
+                    repairing -= due
+                    deadline = deadline or now
                 changes += uplinks.tick(now)
                 if uplinks.retry_due(now):
                     pending.add('split_access')
+                    repairing.discard('split_access')
                     deadline = deadline or now
                 if changes:
                     # At once, only what the monitor changes (balance rule, default route):
@@ -781,6 +855,7 @@ def _watch(directory, log):
                     _log_report(report, log)
                     uplinks.acted(changes, report.errors)
                     pending.add('split_access')
+                    repairing.discard('split_access')
                     deadline = deadline or now + SETTLE
                 if deadline is not None and time.monotonic() >= deadline:
                     report = Report()
@@ -790,7 +865,11 @@ def _watch(directory, log):
                     uplinks.applied(report, attempted='split_access' in pending)
                     watcher = Watcher(states, link_up=watcher.link_up,
                                       failing=(watcher.failing - pending) | report.failed)
-                    pending, deadline = set(), None
+                    for line in repairs.repaired(report.changed & repairing, time.monotonic()):
+                        log(line)
+                    pending, repairing, deadline = set(), set(), None
+                for line in repairs.forget(now):
+                    log(line)
                 uplinks.publish(now)
     except Stop as exc:
         log('stopping (%s)' % exc)

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from ansible_collections.netpolicy.routing.plugins.module_utils import _agent
 from tests.lab import topologies
 from tests.lab.playbook import REPO, recap, run_playbook, snapshot
 from tests.lab.recorder import peer_text
@@ -231,6 +232,33 @@ def write_state(path, state):
     with open(path + '.new', 'w') as handle:
         json.dump(state, handle)
     os.rename(path + '.new', path)
+
+
+def test_watch_waits_for_what_keeps_undoing_a_state(router_lab):
+    # Another tool deletes split_access's rule 3101 ten times a second for 4 s: watch puts it
+    # back at once REPAIRS_MAX times, then ever later (2 s, then 4 s), not five times a second.
+    lab = router_lab
+    watch = Watch(lab)
+    try:
+        wait_for(lambda: watch.saw('^watching '), 10)
+        time.sleep(0.3)  # its first apply (nothing to do) done
+        put_back = 'split_access: ip rule add priority 3101 from all fwmark 0x2/0xff lookup isp2'
+        ended = time.monotonic() + 4.0
+        while time.monotonic() < ended:
+            lab.ip('router', 'rule', 'del', 'priority', '3101', check=False)
+            time.sleep(0.1)
+        made = watch.lines.count(put_back)
+        print('put back %d times in 4 s' % made)
+        assert _agent.REPAIRS_MAX <= made <= _agent.REPAIRS_MAX + 2, watch.lines
+        assert watch.saw('^split_access: put back 5 times in 30 s: something keeps undoing it; its route, rule '
+                         'and nftables events now wait 2 s$'), watch.lines
+        # left alone now: back at the end of the wait
+        wait_for(lambda: '3101:' in lab.ip('router', '-4', 'rule').stdout, 4.5)
+        wait_for(lambda: watch.lines.count(put_back) == made + 1, 1)
+    finally:
+        code = watch.stop()
+    assert code == 0, watch.lines
+    assert not [line for line in watch.lines if line.startswith('error:')], watch.lines
 
 
 def test_watch_follows_its_state_files(router_lab):

@@ -603,6 +603,59 @@ def test_a_report_names_the_roles_that_failed():
     assert report.failed == {'source_routing'}
 
 
+def test_a_report_names_the_roles_that_changed_something():
+    report = agent.Report()
+    report.change('split_access', ['ip rule add priority 3101 from all fwmark 0x2/0xff lookup isp2'])
+    report.change('source_routing', [])
+    assert report.changed == {'split_access'}
+
+
+def test_repairs_below_the_limit_are_made_at_once():
+    repairs = agent.Repairs()
+    for second in range(agent.REPAIRS_MAX - 1):
+        assert repairs.repaired({'split_access'}, 100.0 + second) == []
+    assert repairs.held(104.0) == set() and repairs.deadline() is None
+    # older than the window: they no longer count
+    assert repairs.repaired({'split_access'}, 100.0 + agent.REPAIRS_WINDOW + 1) == []
+
+
+def test_a_state_undone_again_and_again_waits_longer_each_time():
+    repairs = agent.Repairs()
+    for second in range(agent.REPAIRS_MAX - 1):
+        repairs.repaired({'split_access', 'source_routing'} if second == 0 else {'split_access'}, 100.0 + second)
+    lines = repairs.repaired({'split_access'}, 104.0)
+    assert lines == ['split_access: put back 5 times in 30 s: something keeps undoing it; its route, rule and '
+                     'nftables events now wait 2 s']
+    assert repairs.held(105.9) == {'split_access'} and repairs.deadline() == 106.0
+    assert repairs.due(105.9) == set()
+    assert repairs.due(106.0) == {'split_access'}   # applied again then
+    assert repairs.held(106.0) == set() and repairs.deadline() is None
+    # undone again soon after: twice as long, up to HOLD_MOST
+    waits = []
+    now = 106.5
+    for _round in range(6):
+        line, = repairs.repaired({'split_access'}, now)
+        waits.append(float(line.rsplit(' ', 2)[1]))
+        now = repairs.deadline() + 0.5
+        repairs.due(now)
+    assert waits == [4, 8, 16, agent.HOLD_MOST, agent.HOLD_MOST, agent.HOLD_MOST]
+    assert repairs.held(now) == set()
+
+
+def test_a_state_left_alone_for_the_window_counts_at_once_again():
+    repairs = agent.Repairs()
+    for second in range(agent.REPAIRS_MAX):
+        repairs.repaired({'split_access'}, 100.0 + second)
+    assert repairs.forget(110.0) == []   # still waiting, and then within the window
+    repairs.due(106.0)
+    assert repairs.forget(104.0 + agent.REPAIRS_WINDOW - 0.1) == []
+    assert repairs.forget(104.0 + agent.REPAIRS_WINDOW) == [
+        'split_access: not undone for 30 s: its events count at once again']
+    assert repairs.forget(200.0) == []
+    # and the count starts again from nothing
+    assert repairs.repaired({'split_access'}, 201.0) == []
+
+
 def test_link_lines_only_on_change(names):
     found = watcher()
     seen = [found.affected(event, IFNAMES) for event in [
