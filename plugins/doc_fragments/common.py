@@ -48,6 +48,9 @@ notes:
     (a directory of the user the module runs as, mode 0700, emptied by a reboot), so that later runs do not compile
     it again. Nothing is written there when E(PYTHONDONTWRITEBYTECODE) is set on the managed host.
   - It also writes C(/run/netpolicy-routing/python/sitecustomize.py) (same rules). The module's action plugin puts
-    that directory first in E(PYTHONPATH), so that Python keeps Ansible's own module_utils in the same cache as
-    well, from the second module run on a router. That file runs the C(sitecustomize) it hides.
+    that directory first in E(PYTHONPATH) (before the host's own E(PYTHONPATH), if any), so that Python keeps
+    Ansible's own module_utils in the same cache as well, from the second module run on a host. That file runs the
+    C(sitecustomize) it hides.
+  - Both directories are used only inside C(/run/netpolicy-routing) owned by root (or the user) and closed to
+    writes by others; the module creates it so, mode 0755.
 '''

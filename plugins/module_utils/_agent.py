@@ -78,7 +78,6 @@ RETRY_FIRST, RETRY_MOST = 1.0, 30.0
 # is undone again soon after, up to HOLD_MOST; a REPAIRS_WINDOW without a repair ends it.
 REPAIRS_MAX, REPAIRS_WINDOW = 5, 30.0
 HOLD_FIRST, HOLD_MOST = 2.0, 30.0
-REPAIR_EVENTS = ('route', 'rule', 'nftables')
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -656,6 +655,18 @@ class Watcher:
             self.copied_tables[role] = _table_ids(copies, names)
         self.link_up = dict(link_up or {})
 
+    def undone(self, event):
+        """The roles ``event`` undid something of: a route deleted from a table they fill, a rule
+        deleted at their priorities, a change to their nftables tables (repairs, see Repairs).
+        Not a change in a table a role copies: that is its source changing, not it undone."""
+        if event['kind'] == 'route':
+            if event['action'] != 'delete':
+                return set()
+            return set(role for role, ids in self.set_tables.items() if event['table'] in ids)
+        if event['kind'] in ('rule', 'nftables'):
+            return self.affected(event, {})[0]
+        return set()
+
     def affected(self, event, ifnames):
         """(roles to apply again, log line or None) for ``event``; ``ifnames`` {index: name}."""
         if event['kind'] == 'overrun':
@@ -722,15 +733,17 @@ class Repairs:
         for role in sorted(roles):
             times = [when for when in self.times.get(role, ()) if now - when < REPAIRS_WINDOW] + [now]
             self.times[role] = times
-            if role in self.wait:  # undone again soon after its last wait
+            if role in self.wait:  # undone again during or soon after its last wait
                 self.wait[role] = min(self.wait[role] * 2, HOLD_MOST)
+                line = '%s: undone again: its route, rule and nftables events now wait %g s'
             elif len(times) >= REPAIRS_MAX:
                 self.wait[role] = HOLD_FIRST
+                line = ('%%s: put back %d times in %g s: something keeps undoing it; its route, rule and '
+                        'nftables events now wait %%g s' % (len(times), REPAIRS_WINDOW))
             else:
                 continue
             self.until[role] = now + self.wait[role]
-            lines.append('%s: put back %d times in %g s: something keeps undoing it; its route, rule and nftables '
-                         'events now wait %g s' % (role, len(times), REPAIRS_WINDOW, self.wait[role]))
+            lines.append(line % (role, self.wait[role]))
         return lines
 
     def forget(self, now):
@@ -813,11 +826,11 @@ def _watch(directory, log):
                         roles, line = watcher.affected(event, ifnames)
                         if line:
                             log(line)
-                        if event['kind'] in REPAIR_EVENTS:
-                            roles -= repairs.held(now)
-                            repairing.update(roles - pending)
-                        else:
-                            repairing -= roles
+                        undone = watcher.undone(event) & roles
+                        held = undone & repairs.held(now)
+                        roles -= held
+                        repairing -= roles - undone  # asked for by something else too
+                        repairing.update((undone - held) - pending)
                         if roles:
                             pending.update(roles)
                             deadline = deadline or now + SETTLE
@@ -834,11 +847,12 @@ def _watch(directory, log):
                         files = seen
                         pending.update(ROLES)
                         repairing.clear()
+                        repairs = Repairs()  # a new state: what undid the old one may leave it alone
                         deadline = deadline or now + SETTLE
                 due = repairs.due(now)
-                if due:  # a wait is over: put back what was undone meanwhile
+                if due:  # a wait is over: put back what was undone meanwhile (a repair, if it was)
+                    repairing.update(due - pending)
                     pending.update(due)
-                    repairing -= due
                     deadline = deadline or now
                 changes += uplinks.tick(now)
                 if uplinks.retry_due(now):

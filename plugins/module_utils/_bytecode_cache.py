@@ -73,29 +73,37 @@ STARTUP_FILE = 'sitecustomize.py'
 PREFIX = 'ansible_collections.netpolicy.routing.plugins.module_utils.'
 ANSIBLE_PREFIX = 'ansible.module_utils.'
 HEADER = importlib.util.MAGIC_NUMBER
+# In the files' names too: Pythons of other bytecode versions (two interpreters on one
+# router) keep their own files instead of removing each other's (_remove_others).
+TAG = HEADER.hex()
 
 
 def cache_key(source):
-    """The name part that ties a file to exactly this source and this Python's bytecode."""
-    return hashlib.sha256(HEADER + source.encode('utf-8')).hexdigest()
+    """The name part that ties a file to exactly this ``source`` (bytes) and this Python's bytecode."""
+    return hashlib.sha256(HEADER + source).hexdigest()
 
 
 def cache_name(fullname, source):
-    """The file that keeps the compiled ``source`` of the module ``fullname``."""
-    return '%s.%s' % (fullname, cache_key(source))
+    """The file that keeps the compiled ``source`` (bytes) of the module ``fullname``."""
+    return '%s.%s.%s' % (fullname, TAG, cache_key(source))
 
 
 def private_directory(path):
-    """True when ``path`` is (or could be made) a directory of this user that no one else can read or write."""
+    """True when ``path`` is (or could be made) a directory of this user that no one else can read or write,
+    in a directory (/run/netpolicy-routing) that no one else can change: it holds code that is run."""
+    parent = os.path.dirname(path)
+    for directory, mode in ((parent, 0o755), (path, 0o700)):
+        try:
+            os.mkdir(directory, mode)
+            os.chmod(directory, mode)  # whatever the umask
+        except OSError:
+            pass  # it exists, or cannot be made: what it is decides
     try:
-        os.makedirs(path, 0o700)
-    except OSError:
-        pass  # it exists, or cannot be made: what it is decides
-    try:
-        info = os.lstat(path)
+        above, info = os.lstat(parent), os.lstat(path)
     except OSError:
         return False
-    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o077
+    return (stat.S_ISDIR(above.st_mode) and above.st_uid in (0, os.geteuid()) and not above.st_mode & 0o022
+            and stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o077)
 
 
 def write_file(path, data):
@@ -146,9 +154,15 @@ class CachedSourceLoader:
         # the agent's engine is built from the sources of this zip (_install.engine_sources)
         return self.importer.get_data(path)
 
+    def get_resource_reader(self, fullname):
+        # importlib.resources of a package, as zipimport serves it
+        return self.importer.get_resource_reader(fullname)
+
     def get_code(self, fullname):
-        source = self.get_source(fullname)
-        if source is None:  # only bytecode in the zip: Python's own
+        try:
+            # The bytes, as zipimport compiles them: a BOM or a coding line is Python's to read.
+            source = self.importer.get_data(self.filename)
+        except OSError:  # only bytecode in the zip: Python's own
             return self.importer.get_code(fullname)
         if self.directory is None:
             return compile(source, self.filename, 'exec', dont_inherit=True)
@@ -180,7 +194,7 @@ class CachedSourceLoader:
         except OSError:
             return
         for entry in entries:
-            if entry != name and entry.rpartition('.')[0] == fullname:  # not 'name.pid.tmp' of a run writing it
+            if entry != name and entry.rpartition('.')[0] == '%s.%s' % (fullname, TAG):  # not 'name.pid.tmp'
                 try:
                     os.unlink(os.path.join(self.directory, entry))
                 except OSError:
@@ -261,15 +275,26 @@ def write_startup_file(source, startup_dir=STARTUP_DIR):
                 return True
     except (OSError, IOError):
         pass  # not there yet
-    return write_file(path, data)
+    if not write_file(path, data):
+        return False
+    # Python keeps the compiled file beside it, checked by the source's size and mtime in
+    # whole seconds only: another version of the same size written within the same second
+    # would run the old code.
+    try:
+        os.unlink(importlib.util.cache_from_source(path))
+    except (OSError, NotImplementedError, ValueError):
+        pass
+    return True
 
 
 def start(startup_file, directory=BYTECODE_DIR):
     """Run by Python as the sitecustomize of a module run: Ansible's module_utils load through the cache as well."""
     sys.meta_path.insert(0, BytecodeFinder((ANSIBLE_PREFIX, PREFIX), directory))
-    # The sitecustomize this file hides still runs, as it would have without it.
-    here = os.path.dirname(os.path.abspath(startup_file))
-    others = [entry for entry in sys.path if os.path.abspath(entry or os.curdir) != here]
+    # The sitecustomize this file hides still runs, as it would have without it; not this
+    # file again, however its directory is spelled in sys.path (/var/run is /run).
+    here = os.path.realpath(startup_file)
+    others = [entry for entry in sys.path
+              if os.path.realpath(os.path.join(entry or os.curdir, STARTUP_FILE)) != here]
     spec = importlib.machinery.PathFinder.find_spec('sitecustomize', others)
     if spec is not None and spec.loader is not None:
         hidden = importlib.util.module_from_spec(spec)

@@ -25,14 +25,26 @@ def with_startup_dir(environment):
     return environment
 
 
+def environment_string(shell, environment):
+    """The prefix of the module's command: ``environment`` (the task's), with STARTUP_DIR first in PYTHONPATH.
+
+    Without a PYTHONPATH in the task, the router's own (from its login's environment)
+    still follows STARTUP_DIR: a POSIX shell expands it there. Ansible quotes every
+    value it sets, so it cannot say that itself.
+    """
+    if 'PYTHONPATH' in environment or getattr(shell, 'SHELL_FAMILY', None) != 'sh':
+        return shell.env_prefix(**with_startup_dir(environment))
+    own = 'PYTHONPATH=%s${PYTHONPATH:+:$PYTHONPATH}' % STARTUP_DIR
+    return ' '.join(part for part in (shell.env_prefix(**environment), own) if part)
+
+
 class StartupDirEnvironment:
     """Before ActionBase among an action plugin's bases: its module runs get the task's environment and STARTUP_DIR."""
 
     def _compute_environment_string(self, raw_environment_out=None):
         environment = {}
         super(StartupDirEnvironment, self)._compute_environment_string(environment)
-        environment = with_startup_dir(environment)
         if isinstance(raw_environment_out, dict):
             raw_environment_out.clear()
-            raw_environment_out.update(environment)
-        return self._connection._shell.env_prefix(**environment)
+            raw_environment_out.update(with_startup_dir(environment))
+        return environment_string(self._connection._shell, environment)

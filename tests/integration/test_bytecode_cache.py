@@ -57,12 +57,14 @@ def source_of(fullname):
 
 def kept_file(name):
     fullname = name if name.startswith('ansible.') else _bytecode_cache.PREFIX + name
-    return os.path.join(_bytecode_cache.BYTECODE_DIR, _bytecode_cache.cache_name(fullname, source_of(fullname)))
+    return os.path.join(_bytecode_cache.BYTECODE_DIR,
+                        _bytecode_cache.cache_name(fullname, source_of(fullname).encode('utf-8')))
 
 
 def versions(name):
     fullname = name if name.startswith('ansible.') else _bytecode_cache.PREFIX + name
-    return sorted(entry for entry in os.listdir(_bytecode_cache.BYTECODE_DIR) if entry.rpartition('.')[0] == fullname)
+    return sorted(entry for entry in os.listdir(_bytecode_cache.BYTECODE_DIR)
+                  if entry.rpartition('.')[0] == '%s.%s' % (fullname, _bytecode_cache.TAG))
 
 
 def test_module_runs_keep_their_compiled_module_utils(lab_factory, writes_bytecode):
@@ -71,6 +73,11 @@ def test_module_runs_keep_their_compiled_module_utils(lab_factory, writes_byteco
     with open(playbook, 'w') as handle:
         json.dump(PLAY, handle)  # JSON is YAML
 
+    # The startup file of another version (an earlier checkout) would load the first run's
+    # module_utils through its own finder, as on the first run after an upgrade.
+    startup = os.path.join(_bytecode_cache.STARTUP_DIR, _bytecode_cache.STARTUP_FILE)
+    if os.path.exists(startup):
+        os.unlink(startup)
     first = run_playbook(lab, playbook, nodes=['r01'])
     assert recap(first, 'r01')['failed'] == 0, first.stdout
     for directory in (_bytecode_cache.BYTECODE_DIR, _bytecode_cache.STARTUP_DIR):
@@ -81,7 +88,6 @@ def test_module_runs_keep_their_compiled_module_utils(lab_factory, writes_byteco
         assert versions(name) == [os.path.basename(path)], name
         with open(path, 'rb') as handle:
             assert handle.read().startswith(_bytecode_cache.HEADER), name
-    startup = os.path.join(_bytecode_cache.STARTUP_DIR, _bytecode_cache.STARTUP_FILE)
     with open(startup, encoding='utf-8') as handle:
         assert handle.read() == _bytecode_cache.startup_text(source_of(_bytecode_cache.__name__))
 
@@ -125,7 +131,7 @@ def test_every_module_starts_with_the_startup_dir_in_pythonpath(lab_factory, mon
     python_runs = [line for line in proc.stdout.splitlines() if ' EXEC ' in line and 'python' in line]
     assert len(python_runs) == len(EVERY_MODULE[0]['tasks']), proc.stdout
     for line in python_runs:
-        assert 'PYTHONPATH=%s ' % _bytecode_cache.STARTUP_DIR in line, line
+        assert 'PYTHONPATH=%s' % _bytecode_cache.STARTUP_DIR in line, line
 
 
 def test_the_agent_keeps_its_compiled_engine(lab_factory, writes_bytecode, tmp_path):

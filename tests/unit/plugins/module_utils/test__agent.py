@@ -603,6 +603,22 @@ def test_a_report_names_the_roles_that_failed():
     assert report.failed == {'source_routing'}
 
 
+@pytest.mark.parametrize('event, roles', [
+    (route(101, 'delete'), {'split_access'}),          # a route gone from a table it fills
+    (route(101, 'new'), set()),
+    (route(254, 'new'), set()),                        # main changed: source_routing copies it, nothing undone
+    (route(254, 'delete'), {'split_access'}),          # ... but split_access fills main
+    (rule(3101, 'delete'), {'split_access'}),
+    (rule(3101, 'new'), set()),
+    (nftables('inet', 'netpolicy_split_access'), {'split_access'}),
+    (link('wan1', False), set()),
+    (address(3, '100.64.0.7/32'), set()),
+    ({'kind': 'overrun'}, set()),
+])
+def test_what_an_event_undid(names, event, roles):
+    assert watcher().undone(event) == roles
+
+
 def test_a_report_names_the_roles_that_changed_something():
     report = agent.Report()
     report.change('split_access', ['ip rule add priority 3101 from all fwmark 0x2/0xff lookup isp2'])
@@ -635,6 +651,7 @@ def test_a_state_undone_again_and_again_waits_longer_each_time():
     now = 106.5
     for _round in range(6):
         line, = repairs.repaired({'split_access'}, now)
+        assert line.startswith('split_access: undone again: its route, rule and nftables events now wait ')
         waits.append(float(line.rsplit(' ', 2)[1]))
         now = repairs.deadline() + 0.5
         repairs.due(now)

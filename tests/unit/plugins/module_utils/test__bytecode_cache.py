@@ -90,7 +90,7 @@ def cached_files(directory):
 
 
 def cache_name(package, name, source):
-    return _bytecode_cache.cache_name('%s.%s' % (package.name, name), source)
+    return _bytecode_cache.cache_name('%s.%s' % (package.name, name), source.encode('utf-8'))
 
 
 def test_first_run_compiles_and_keeps_the_module(package, cache_dir):
@@ -223,6 +223,53 @@ def test_other_names_are_left_to_python(package, cache_dir):
     assert cached_files(cache_dir) == []
 
 
+@pytest.mark.parametrize('text', [b'\xef\xbb\xbfVALUE = 1\n', b'# -*- coding: latin-1 -*-\nVALUE = "\xe9"\n'],
+                         ids=['utf-8 BOM', 'latin-1 coding line'])
+def test_a_source_python_reads_loads_through_the_cache_too(package, cache_dir, text):
+    # compiled from its bytes, as zipimport does
+    package.write(extra={'coded.py': text})
+    for _run in range(2):
+        module = package.load('coded')
+        assert isinstance(module.__loader__, _bytecode_cache.CachedSourceLoader)
+        assert module.VALUE in (1, '\xe9')
+    assert _bytecode_cache.cache_name(package.name + '.coded', text) in cached_files(cache_dir)
+
+
+def test_resources_of_a_package_read_as_from_zipimport(package):
+    import importlib.resources
+    package.write()
+    package.load('sub')
+    assert (importlib.resources.files(package.name + '.sub') / 'leaf.py').read_text() == 'LEAF = True\n'
+
+
+def test_files_of_other_bytecode_versions_are_left_alone(package, cache_dir):
+    package.write('one')
+    package.load()
+    other = '%s.mod.%s.%s' % (package.name, '0d0d0a00', 'f' * 64)  # another Python's, on the same router
+    (cache_dir / other).write_bytes(b'')
+    package.write('two')
+    package.load()
+    assert cached_files(cache_dir) == sorted([other, cache_name(package, 'mod', MODULE % 'two')])
+
+
+@pytest.mark.parametrize('mode', [0o777, 0o775, 0o1777])
+def test_a_directory_in_one_others_can_change_is_not_used(tmp_path, mode):
+    parent = tmp_path / 'run'
+    parent.mkdir()
+    os.chmod(str(parent), mode)
+    assert _bytecode_cache.private_directory(str(parent / 'bytecode')) is False
+
+
+def test_the_directories_are_made_closed_whatever_the_umask(tmp_path):
+    umask = os.umask(0)
+    try:
+        assert _bytecode_cache.private_directory(str(tmp_path / 'run' / 'bytecode')) is True
+    finally:
+        os.umask(umask)
+    assert os.stat(str(tmp_path / 'run')).st_mode & 0o777 == 0o755
+    assert os.stat(str(tmp_path / 'run' / 'bytecode')).st_mode & 0o777 == 0o700
+
+
 def test_sources_can_be_read_through_the_spec(package):
     # as _install.engine_sources builds the agent's engine from the module's own zip
     package.write()
@@ -305,6 +352,20 @@ def test_no_startup_file_where_others_can_write_or_python_writes_nothing(tmp_pat
     assert cached_files(startup_dir) == []
 
 
+def test_a_new_startup_file_leaves_no_compiled_file_of_the_old_one(tmp_path, startup_dir):
+    import importlib.util
+    importer = module_run_zip(tmp_path)[0]
+    _bytecode_cache.install(importer, str(startup_dir))
+    startup = startup_dir / _bytecode_cache.STARTUP_FILE
+    compiled = importlib.util.cache_from_source(str(startup))
+    os.makedirs(os.path.dirname(compiled))
+    with open(compiled, 'wb') as handle:
+        handle.write(b'of the old file')  # Python would take it for the new one of the same size and second
+    startup.write_text('an older version')
+    _bytecode_cache.install(importer, str(startup_dir))
+    assert not os.path.exists(compiled)
+
+
 def test_a_zip_without_this_file_writes_no_startup_file(tmp_path, startup_dir):
     path = str(tmp_path / 'other.zip')
     with zipfile.ZipFile(path, 'w') as archive:
@@ -332,14 +393,17 @@ def test_python_started_with_the_startup_file_keeps_ansibles_module_utils(tmp_pa
         archive.writestr('ansible/module_utils/__init__.py', '')
         archive.writestr('ansible/module_utils/basic.py', 'VALUE = 1\n')
     script = ('import sys; sys.path.insert(0, %r); import ansible.module_utils.basic as basic; '
-              'print(type(basic.__loader__).__name__, basic.VALUE, sys.modules["sitecustomize"].__file__)' % payload)
-    environment = dict(os.environ, PYTHONPATH='%s:%s' % (startup, hidden))
+              'print(type(basic.__loader__).__name__, basic.VALUE, sys.modules["sitecustomize"].__file__, '
+              'sum(type(finder).__name__ == "BytecodeFinder" for finder in sys.meta_path))' % payload)
+    spelled = tmp_path / 'spelled'  # the same directory once more, by a symlink (as /var/run is /run)
+    spelled.symlink_to(startup)
+    environment = dict(os.environ, PYTHONPATH='%s:%s:%s' % (startup, spelled, hidden))
     environment.pop('PYTHONDONTWRITEBYTECODE', None)
     for _run in range(2):
         ran = subprocess.run([sys.executable, '-c', script], env=environment, capture_output=True, text=True,
                              check=False, timeout=60)
         assert ran.returncode == 0 and not ran.stderr, ran.stderr
-        assert ran.stdout.split() == ['CachedSourceLoader', '1', str(startup / _bytecode_cache.STARTUP_FILE)]
+        assert ran.stdout.split() == ['CachedSourceLoader', '1', str(startup / _bytecode_cache.STARTUP_FILE), '1']
         assert marker.exists()
-        assert cached_files(cache) == [_bytecode_cache.cache_name('ansible.module_utils.basic', 'VALUE = 1\n')]
+        assert cached_files(cache) == [_bytecode_cache.cache_name('ansible.module_utils.basic', b'VALUE = 1\n')]
         marker.unlink()

@@ -1,5 +1,7 @@
 """The collection's modules start with the router's STARTUP_DIR first in PYTHONPATH."""
 import importlib
+import os
+import subprocess
 
 import pytest
 from ansible.plugins.action import ActionBase
@@ -17,6 +19,8 @@ def test_the_startup_dir_comes_first_in_pythonpath():
 
 
 class Shell(object):
+    SHELL_FAMILY = 'sh'
+
     @staticmethod
     def env_prefix(**environment):
         return ' '.join('%s=%s' % item for item in sorted(environment.items()))
@@ -36,3 +40,29 @@ def test_every_module_gets_the_task_environment_and_the_startup_dir(module, monk
     assert raw == {'LANG': 'C', 'PYTHONPATH': STARTUP_DIR + ':/opt/lib'}
     if module != 'apply_state':  # the others run the module as Ansible's own action does
         assert issubclass(plugin.ActionModule, NormalAction)
+
+
+def run_shell(prefix, environment):
+    """What PYTHONPATH a program started with ``prefix`` by /bin/sh sees."""
+    script = '%s /usr/bin/env' % prefix
+    ran = subprocess.run(['/bin/sh', '-c', script], env=environment, capture_output=True, text=True, check=True)
+    return [line for line in ran.stdout.splitlines() if line.startswith('PYTHONPATH=')]
+
+
+def test_the_routers_own_pythonpath_follows_the_startup_dir():
+    from ansible.plugins.shell.sh import ShellModule
+    shell = ShellModule()
+    prefix = _startup_dir.environment_string(shell, {'LANG': 'C'})
+    assert run_shell(prefix, {'PATH': os.environ['PATH']}) == ['PYTHONPATH=' + STARTUP_DIR]
+    assert run_shell(prefix, {'PATH': os.environ['PATH'], 'PYTHONPATH': '/opt/lib'}) == [
+        'PYTHONPATH=%s:/opt/lib' % STARTUP_DIR]
+    # the task's own replaces the router's, as Ansible's environment does
+    prefix = _startup_dir.environment_string(shell, {'PYTHONPATH': '/task lib'})
+    assert run_shell(prefix, {'PATH': os.environ['PATH'], 'PYTHONPATH': '/opt/lib'}) == [
+        'PYTHONPATH=%s:/task lib' % STARTUP_DIR]
+
+
+def test_other_shells_get_the_startup_dir_alone():
+    class PowerShell(Shell):
+        SHELL_FAMILY = 'powershell'
+    assert _startup_dir.environment_string(PowerShell(), {}) == 'PYTHONPATH=' + STARTUP_DIR
